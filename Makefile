@@ -1,0 +1,40 @@
+# The two set-up commands of the README: `make run` and `make test`.
+# Everything is installed into .venv by this file; nothing is installed by hand.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+SNAKEMAKE_ARGS ?=
+
+.PHONY: install run test lint format clean
+
+$(BIN)/codyn: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned: it takes the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/codyn
+
+install: $(BIN)/codyn
+
+# Whole pipeline on the embedded default config (config.yaml): offline, CPU, simulated portfolio.
+run: install
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --cores 1 --report results/report.html
+
+# Lint (ruff, snakefmt, snakemake --lint) and the whole test suite.
+test: install
+	$(BIN)/ruff check codyn tests scripts benchmarks
+	$(BIN)/ruff format --check codyn tests scripts benchmarks
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint --cores 1
+	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+
+format: install
+	$(BIN)/ruff format codyn tests scripts benchmarks
+	$(BIN)/ruff check --fix codyn tests scripts benchmarks
+	$(BIN)/snakefmt Snakefile rules
+
+clean:
+	rm -rf data results logs .snakemake

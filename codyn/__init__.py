@@ -1,0 +1,2 @@
+"""codyn: dynamic LLM routing for coding tasks."""
+__version__ = "0.1.0"

@@ -1,0 +1,171 @@
+"""Loading and validating the pipeline configuration.
+
+The JSON schema (``codyn/schemas/config.schema.yaml``) checks types and fills
+defaults; :func:`check_references` then checks what a schema cannot: that every
+name used in a list or a router refers to a defined dataset or model. Both raise
+:class:`~codyn.errors.ConfigError` naming the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from codyn.errors import ConfigError
+
+SCHEMA_RESOURCE = "schemas/config.schema.yaml"
+
+
+def schema_path() -> Path:
+    return Path(str(resources.files("codyn").joinpath(SCHEMA_RESOURCE)))
+
+
+def load_schema() -> dict:
+    with open(schema_path(), encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Merge like Snakemake's ``--configfile``: dicts recursively, everything else replaced."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "<root>"
+
+
+def _error_to_config_error(error: jsonschema.ValidationError) -> ConfigError:
+    key = _key_path(error)
+    validator = error.validator
+    if validator == "enum":
+        return ConfigError(key, f"{error.instance!r} is not allowed", allowed=error.validator_value)
+    if validator == "additionalProperties":
+        props = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(props)) if isinstance(error.instance, dict) else []
+        bad = ".".join(filter(None, [key if key != "<root>" else "", extra[0] if extra else ""]))
+        return ConfigError(bad or key, "unknown key", allowed=props or None)
+    if validator == "type":
+        return ConfigError(key, f"{error.instance!r} is not of type {error.validator_value}")
+    if validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        return ConfigError(key, f"{error.instance!r} violates {validator} {error.validator_value}")
+    if validator == "required":
+        return ConfigError(key, error.message)
+    if validator == "pattern":
+        return ConfigError(key, f"{error.instance!r} must match {error.validator_value}")
+    return ConfigError(key, error.message)
+
+
+def _fill_defaults(validator_cls):
+    """A validator that also sets schema defaults (as snakemake.utils.validate does)."""
+    validate_properties = validator_cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    def set_defaults_additional(validator, additional, instance, schema):
+        if isinstance(instance, dict) and isinstance(additional, dict):
+            known = set(schema.get("properties", {}))
+            for key, value in instance.items():
+                if key in known or not isinstance(value, dict):
+                    continue
+                for prop, sub in additional.get("properties", {}).items():
+                    if "default" in sub and prop not in value:
+                        value[prop] = copy.deepcopy(sub["default"])
+        yield from validator_cls.VALIDATORS["additionalProperties"](
+            validator, additional, instance, schema
+        )
+
+    return jsonschema.validators.extend(
+        validator_cls,
+        {"properties": set_defaults, "additionalProperties": set_defaults_additional},
+    )
+
+
+def validate_config(config: dict) -> dict:
+    """Validate ``config`` in place (filling defaults) and return it.
+
+    Raises :class:`ConfigError` on the first problem, most specific first.
+    """
+    schema = load_schema()
+    cls = _fill_defaults(jsonschema.Draft202012Validator)
+    validator = cls(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: -len(list(e.absolute_path)))
+    if errors:
+        raise _error_to_config_error(errors[0])
+    check_references(config)
+    return config
+
+
+def check_references(config: dict) -> None:
+    datasets = set(config["datasets"])
+    models = set(config["models"])
+    routers = set(config.get("routers", {}))
+    for key in ("run_datasets", "generalisation", "train_datasets"):
+        for i, name in enumerate(config.get(key) or []):
+            if name not in datasets:
+                raise ConfigError(f"{key}[{i}]", f"unknown dataset {name!r}", allowed=datasets)
+    for i, name in enumerate(config["portfolio"]):
+        if name not in models:
+            raise ConfigError(f"portfolio[{i}]", f"unknown model {name!r}", allowed=models)
+    if len(set(config["portfolio"])) != len(config["portfolio"]):
+        raise ConfigError("portfolio", "a model is listed twice")
+    for i, name in enumerate(config.get("run_routers") or []):
+        if name not in routers:
+            raise ConfigError(f"run_routers[{i}]", f"unknown router {name!r}", allowed=routers)
+    portfolio = set(config["portfolio"])
+    for rname, spec in config.get("routers", {}).items():
+        for i, model in enumerate(spec.get("pair") or []):
+            if model not in portfolio:
+                raise ConfigError(
+                    f"routers.{rname}.pair[{i}]", f"unknown model {model!r}", allowed=portfolio
+                )
+    for name in config["generalisation"]:
+        if name in (config.get("train_datasets") or []):
+            raise ConfigError("generalisation", f"{name!r} is also in train_datasets")
+
+
+def load_config(*paths: str | Path, overrides: dict | None = None) -> dict:
+    """Load YAML files in order (later ones merged over earlier), validate and return."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, dict):
+            raise ConfigError("<root>", f"{path} does not hold a mapping")
+        config = deep_merge(config, data)
+    if overrides:
+        config = deep_merge(config, overrides)
+    return validate_config(config)
+
+
+def train_datasets(config: dict) -> list[str]:
+    """Datasets routers train on: explicit list, else run_datasets minus generalisation."""
+    if config.get("train_datasets"):
+        return list(config["train_datasets"])
+    held_out = set(config.get("generalisation") or [])
+    return [d for d in config["run_datasets"] if d not in held_out]
+
+
+def relative_costs(config: dict) -> dict[str, float]:
+    return {m: float(config["models"][m]["cost"]) for m in config["portfolio"]}
+
+
+def is_simulated(config: dict) -> bool:
+    """True when any portfolio model's answers are synthetic."""
+    return any(config["models"][m]["backend"] == "simulated" for m in config["portfolio"])

@@ -1,0 +1,123 @@
+"""File I/O with the two guarantees every stage relies on.
+
+1. Writes are atomic: content goes to a temporary file in the same folder and is
+   renamed into place, so a killed job never leaves a half-written output that
+   looks complete.
+2. Reads of JSONL name the file and line of a malformed record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from codyn.errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it into place on success.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[io.IOBase]:
+    """Open a file for writing atomically (see :func:`atomic_path`)."""
+    if "b" not in mode:
+        kwargs.setdefault("encoding", "utf-8")
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_open(path) as fh:
+        fh.write(text)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_open(path) as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
+    n = 0
+    with atomic_open(path) as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
+            n += 1
+    return n
+
+
+def open_text(path: str | os.PathLike) -> io.TextIOBase:
+    """Open a text file, transparently gunzipping ``*.gz``."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file does not exist", path=path)
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_jsonl(path: str | os.PathLike, *, allow_truncated_last: bool = False) -> Iterator[dict]:
+    """Yield the JSON objects of a JSONL(.gz) file; errors name file and line.
+
+    ``allow_truncated_last`` skips an unparsable *final* line that has no trailing
+    newline: what an append-only writer leaves when it is killed mid-record.
+    """
+    try:
+        with open_text(path) as fh:
+            lines = fh.readlines()
+    except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read file ({exc})", path=path) from exc
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if allow_truncated_last and lineno == len(lines) and not line.endswith("\n"):
+                return
+            raise InputError(f"malformed JSON ({exc.msg})", path=path, record=f"line {lineno}") from exc
+        if not isinstance(obj, dict):
+            raise InputError(
+                f"expected a JSON object, got {type(obj).__name__}",
+                path=path,
+                record=f"line {lineno}",
+            )
+        yield obj
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

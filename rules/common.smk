@@ -1,0 +1,28 @@
+# Shared by every rules file: config validation (before any job runs) and target lists.
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+sys.path.insert(0, str(Path(workflow.basedir)))
+
+from codyn import config as codyn_config  # noqa: E402
+from codyn.errors import ConfigError  # noqa: E402
+
+try:
+    codyn_config.validate_config(config)
+except ConfigError as exc:
+    raise WorkflowError(f"invalid configuration: {exc}") from None
+validate(config, str(codyn_config.schema_path()))
+
+RUN_DATASETS = list(config["run_datasets"])
+PORTFOLIO = list(config["portfolio"])
+TRAIN_DATASETS = codyn_config.train_datasets(config)
+SETTINGS = list(config["cost_settings"])
+RUN_ROUTERS = list(config["run_routers"])
+
+
+def all_targets():
+    return expand("data/tasks/{dataset}.jsonl", dataset=RUN_DATASETS)

@@ -1,0 +1,51 @@
+"""Config validation: defaults filled, bad configs stop with the key and allowed values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from codyn.config import load_config, train_datasets
+from codyn.errors import ConfigError
+
+
+def test_default_config_valid(repo_root):
+    cfg = load_config(repo_root / "config.yaml")
+    assert cfg["scoring"]["sven_penalty"] == "subtract"
+    assert cfg["datasets"]["apps"]["limit"] is None
+    assert train_datasets(cfg) == cfg["run_datasets"]
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "allowed"),
+    [
+        ({"bogus": 1}, "bogus", "run_datasets"),
+        ({"scoring": {"timeout_s": "ten"}}, "scoring.timeout_s", None),
+        ({"run_datasets": ["nope"]}, "run_datasets[0]", "humaneval"),
+        ({"portfolio": ["sim-llama-3.1-8b", "gpt-9"]}, "portfolio[1]", "sim-llama-3.1-405b"),
+        ({"models": {"sim-llama-3.1-8b": {"cost": -1}}}, "models.sim-llama-3.1-8b.cost", None),
+        ({"datasets": {"apps": {"adapter": "zzz"}}}, "datasets.apps.adapter", "bigcodebench"),
+        ({"run_routers": ["nope"]}, "run_routers[0]", "knn"),
+        ({"routers": {"knn": {"type": "knn", "pair": ["a", "b"]}}}, "routers.knn.pair[0]", None),
+    ],
+)
+def test_bad_config_names_key_and_allowed(repo_root, override, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        load_config(repo_root / "config.yaml", overrides=override)
+    assert err.value.key == key
+    if allowed:
+        assert allowed in str(err.value)
+
+
+def test_snakemake_stops_before_any_job(repo_root, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--config", "seed=notanint"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "seed" in proc.stderr + proc.stdout
+    assert "Job stats" not in proc.stdout
