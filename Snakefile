@@ -6,9 +6,26 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/generate.smk"
+include: "rules/score.smk"
+include: "rules/matrix.smk"
+include: "rules/study.smk"
+include: "rules/splits.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        all_targets(),
+        data_targets(),
+        generate_targets(),
+        score_targets(),
+        matrix_targets(),
+        study_targets(),
+        splits_targets(),
+        train_targets(),
+        evaluate_targets(),
+        report_targets(),

@@ -22,7 +22,3 @@ PORTFOLIO = list(config["portfolio"])
 TRAIN_DATASETS = codyn_config.train_datasets(config)
 SETTINGS = list(config["cost_settings"])
 RUN_ROUTERS = list(config["run_routers"])
-
-
-def all_targets():
-    return expand("data/tasks/{dataset}.jsonl", dataset=RUN_DATASETS)
