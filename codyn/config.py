@@ -129,7 +129,12 @@ def check_references(config: dict) -> None:
         if name not in routers:
             raise ConfigError(f"run_routers[{i}]", f"unknown router {name!r}", allowed=routers)
     portfolio = set(config["portfolio"])
+    # Only routers this run trains: a config that swaps the portfolio keeps the default's
+    # router catalogue (dicts merge), whose pairs name models it no longer has.
+    run_routers = set(config.get("run_routers") or [])
     for rname, spec in config.get("routers", {}).items():
+        if rname not in run_routers:
+            continue
         for i, model in enumerate(spec.get("pair") or []):
             if model not in portfolio:
                 raise ConfigError(

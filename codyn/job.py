@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import logging
 import os
 import platform
@@ -51,7 +52,8 @@ def git_state(root: str | os.PathLike = ".") -> dict:
 
     try:
         commit = run("rev-parse", "HEAD") or None
-        dirty = bool(run("status", "--porcelain", "--untracked-files=no"))
+        # Outside a git checkout there is no commit and "dirty" means nothing.
+        dirty = bool(run("status", "--porcelain", "--untracked-files=no")) if commit else None
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
     return {"commit": commit, "dirty": dirty}
@@ -67,17 +69,61 @@ def package_versions() -> dict:
     return out
 
 
+def content_sha256(path: str | os.PathLike) -> str | None:
+    """sha256 of a file, or of a folder's files (relative names and their sha256).
+
+    Router checkpoints are folders (``directory()`` outputs), so a folder gets one
+    digest that changes when any file in it is added, removed or edited.
+    """
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    if not path.is_dir():
+        return None
+    digest = hashlib.sha256()
+    # Snakemake touches .snakemake_timestamp in a folder output after the job ends.
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != ".snakemake_timestamp")
+    for file in files:
+        digest.update(f"{file.relative_to(path).as_posix()}\0{sha256_file(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def content_bytes(path: str | os.PathLike) -> int | None:
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return None
+
+
 def _files(named) -> dict:
     out = {}
     for key, value in named.items():
         for path in value if isinstance(value, list) else [value]:
             path = str(path)
-            p = Path(path)
-            if p.is_file():
-                out[path] = {"key": key, "sha256": sha256_file(p), "bytes": p.stat().st_size}
-            else:
-                out[path] = {"key": key, "sha256": None, "bytes": None}
+            out[path] = {"key": key, "sha256": content_sha256(path), "bytes": content_bytes(path)}
     return out
+
+
+def script_info(smk) -> dict | None:
+    """The rule's script (path and sha256), which Snakemake's metadata does not record.
+
+    Snakemake runs a copy named ``tmpXXXX.<script name>`` with a preamble; the
+    original sits in ``smk.scriptdir``.
+    """
+    scriptdir = getattr(smk, "scriptdir", None)
+    running = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    if not scriptdir or not running.startswith("tmp") or "." not in running:
+        return None
+    original = Path(scriptdir) / running.split(".", 1)[1]
+    if not original.is_file():
+        return None
+    try:
+        shown = os.path.relpath(original)
+    except ValueError:
+        shown = str(original)
+    return {"path": shown, "sha256": sha256_file(original)}
 
 
 def _plain(obj):
@@ -100,9 +146,18 @@ def write_sidecars(smk, started: _dt.datetime, ended: _dt.datetime) -> None:
         "inputs": _files(dict(smk.input.items()) or {"input": list(smk.input)}),
         "outputs": _files(dict(smk.output.items()) or {"output": outputs}),
         "log": [str(p) for p in smk.log],
+        "threads": getattr(smk, "threads", None),
+        "resources": _plain(
+            {k: v for k, v in dict(smk.resources.items()).items() if not k.startswith("_")}
+        )
+        if hasattr(smk, "resources")
+        else {},
+        "script": script_info(smk),
         "code": git_state(),
         "packages": package_versions(),
         "host": platform.node(),
+        # Set when the job ran under Slurm: ties the result to the cluster's job record.
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "started": started.isoformat(),
         "ended": ended.isoformat(),
     }

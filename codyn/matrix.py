@@ -5,11 +5,20 @@ portfolio model ``m``: ``score::m`` (float in [0, 1] unless declared otherwise) 
 ``usd::m`` (dollars of that call, NaN when unknown). The relative per-call cost
 weights, the model order, whether answers were simulated, and where the matrix came
 from are stored in the Parquet key-value metadata under ``codyn``.
+
+``meta["score_range"]`` ([lo, hi]) declares scores outside [0, 1]: a classify
+(SVEN) matrix declares [-1, 2] because the scoring stage folds the A.7 bias penalty
+into ``score`` (subtracted by default, added with the paper's literal option).
+
+Two builders make a matrix: :func:`build_matrix` from the pipeline's task, score and
+response files, and :mod:`codyn.importers` from published tables.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +28,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from codyn.errors import InputError
-from codyn.io import atomic_path
+from codyn.io import atomic_path, read_jsonl
+from codyn.records import SCORE_COLUMNS, SCORE_STATUSES, validate_task
+
+log = logging.getLogger(__name__)
 
 SCORE_PREFIX = "score::"
 USD_PREFIX = "usd::"
 BASE_COLUMNS = ["task_id", "dataset", "kind", "prompt"]
+DEFAULT_SCORE_RANGE = (0.0, 1.0)
+# Scores of classify tasks carry the A.7 penalty: accuracy in {0, 1} minus (or plus) P in [0, 1].
+CLASSIFY_SCORE_RANGE = (-1.0, 2.0)
+NOT_SCORABLE = "not_scorable"
 
 
 @dataclass
@@ -52,6 +68,11 @@ class Matrix:
         out.columns = self.models
         out.index = self.frame["task_id"].values
         return out
+
+    @property
+    def score_range(self) -> tuple[float, float]:
+        lo, hi = self.meta.get("score_range", DEFAULT_SCORE_RANGE)
+        return float(lo), float(hi)
 
     def cost_vector(self) -> np.ndarray:
         return np.array([self.costs[m] for m in self.models], dtype=float)
@@ -89,6 +110,14 @@ class Matrix:
             bad = self.frame["task_id"][col.isna()].tolist()
             if bad:
                 raise InputError(f"missing scores for {bad[:5]}", path=path, field=SCORE_PREFIX + m)
+            lo, hi = self.score_range
+            out = self.frame["task_id"][(col < lo) | (col > hi)].tolist()
+            if out:
+                raise InputError(
+                    f"scores outside the declared range [{lo}, {hi}] for {out[:5]}",
+                    path=path,
+                    field=SCORE_PREFIX + m,
+                )
         return self
 
     # ---- files ---------------------------------------------------------------
@@ -131,3 +160,192 @@ class Matrix:
             meta.get("meta", {}),
         )
         return m.validate(path)
+
+
+# ---- building from pipeline outputs ------------------------------------------------
+
+
+def _read_tasks(path) -> pd.DataFrame:
+    rows = []
+    for lineno, rec in enumerate(read_jsonl(path), start=1):
+        validate_task(rec, path=path, record=f"line {lineno}")
+        rows.append({"task_id": rec["id"], "kind": rec["kind"], "prompt": rec["prompt"]})
+    if not rows:
+        raise InputError("no tasks", path=path)
+    frame = pd.DataFrame(rows)
+    dup = frame["task_id"][frame["task_id"].duplicated()].tolist()
+    if dup:
+        raise InputError(f"duplicate task ids {dup[:5]}", path=path, field="id")
+    return frame
+
+
+def read_scores(path, model: str) -> pd.DataFrame:
+    """One model's score CSV, checked: columns, model name, statuses, unique task ids."""
+    try:
+        frame = pd.read_csv(path, dtype={"task_id": str, "model": str, "status": str})
+    except FileNotFoundError as exc:
+        raise InputError("file does not exist", path=path) from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a readable CSV ({exc})", path=path) from exc
+    for col in SCORE_COLUMNS:
+        if col not in frame.columns:
+            raise InputError("missing column", path=path, field=col)
+    wrong = frame.index[frame["model"] != model].tolist()
+    if wrong:
+        i = wrong[0]
+        raise InputError(
+            f"model {frame['model'].iloc[i]!r}, expected {model!r}",
+            path=path,
+            record=frame["task_id"].iloc[i],
+            field="model",
+        )
+    bad = frame.index[~frame["status"].isin(SCORE_STATUSES)].tolist()
+    if bad:
+        i = bad[0]
+        raise InputError(
+            f"unknown status {frame['status'].iloc[i]!r} (allowed: {', '.join(SCORE_STATUSES)})",
+            path=path,
+            record=frame["task_id"].iloc[i],
+            field="status",
+        )
+    dup = frame["task_id"][frame["task_id"].duplicated()].tolist()
+    if dup:
+        raise InputError(f"duplicate task ids {dup[:5]}", path=path, field="task_id")
+    frame["score"] = pd.to_numeric(frame["score"], errors="coerce")
+    scorable = frame["status"] != NOT_SCORABLE
+    missing = frame["task_id"][scorable & frame["score"].isna()].tolist()
+    if missing:
+        raise InputError(
+            f"no numeric score although status is not {NOT_SCORABLE!r}",
+            path=path,
+            record=missing[0],
+            field="score",
+        )
+    return frame.set_index("task_id")
+
+
+def read_costs_usd(path) -> dict[str, float]:
+    """task_id -> cost_usd of the last response line for it (the file is append-only)."""
+    out: dict[str, float] = {}
+    for lineno, rec in enumerate(read_jsonl(path, allow_truncated_last=True), start=1):
+        task_id = rec.get("task_id")
+        if not isinstance(task_id, str):
+            raise InputError("missing or non-string task_id", path=path, record=f"line {lineno}")
+        cost = rec.get("cost_usd")
+        if cost is not None and not isinstance(cost, int | float):
+            raise InputError(
+                "cost_usd is not a number", path=path, record=task_id, field="cost_usd"
+            )
+        out[task_id] = float("nan") if cost is None else float(cost)
+    return out
+
+
+def build_matrix(
+    tasks_path,
+    score_paths: dict,
+    response_paths: dict,
+    models: list[str],
+    costs: dict[str, float],
+    simulated: bool,
+    dataset: str,
+) -> Matrix:
+    """The score matrix of one pipeline dataset.
+
+    Tasks ``not_scorable`` for every model (e.g. no tests) are dropped and counted
+    in ``meta["dropped"]``; a task that is not_scorable for some models only, or
+    scored for some models and absent for others, is an error (a partial row would
+    bias every mean). ``usd::m`` is the response's ``cost_usd`` (NaN when unknown or
+    when no response file is given).
+    """
+    models = list(models)
+    for m in models:
+        if m not in score_paths:
+            raise InputError(f"no score file for model {m!r}", field="score_paths")
+        if m not in costs:
+            raise InputError(f"model {m!r} has no cost", field="costs")
+    unknown = sorted(set(costs) - set(models))
+    if unknown:
+        raise InputError(f"cost given for models not in the portfolio: {unknown}", field="costs")
+    tasks = _read_tasks(tasks_path)
+    known = set(tasks["task_id"])
+    scores = {m: read_scores(score_paths[m], m) for m in models}
+    for m, frame in scores.items():
+        extra = sorted(set(frame.index) - known)
+        if extra:
+            raise InputError(
+                f"{len(extra)} task ids not in {tasks_path}, e.g. {extra[:3]}",
+                path=score_paths[m],
+                record=extra[0],
+                field="task_id",
+            )
+    for task_id in tasks["task_id"]:
+        absent = [m for m in models if task_id not in scores[m].index]
+        if absent:
+            present = [m for m in models if m not in absent]
+            raise InputError(
+                f"scored for {present or 'no model'} but missing for {absent}",
+                path=score_paths[absent[0]],
+                record=task_id,
+                field="task_id",
+            )
+
+    status = pd.DataFrame({m: scores[m].loc[tasks["task_id"], "status"].values for m in models})
+    unscorable = (status == NOT_SCORABLE).to_numpy()
+    mixed = np.flatnonzero(unscorable.any(axis=1) & ~unscorable.all(axis=1))
+    if len(mixed):
+        i = mixed[0]
+        which = [m for j, m in enumerate(models) if unscorable[i, j]]
+        raise InputError(
+            f"not_scorable for {which} but scored for the other models",
+            path=score_paths[which[0]],
+            record=tasks["task_id"].iloc[i],
+            field="status",
+        )
+    drop = unscorable.all(axis=1) if models else np.zeros(len(tasks), bool)
+    reasons = Counter(
+        str(scores[models[0]].loc[t, "detail"]) for t in tasks["task_id"][drop]
+    ).most_common()
+    if drop.any():
+        log.info(
+            "%s: dropped %d of %d tasks not_scorable for every model; reasons: %s",
+            dataset,
+            int(drop.sum()),
+            len(tasks),
+            "; ".join(f"{r} ({n})" for r, n in reasons),
+        )
+    kept = tasks[~drop].reset_index(drop=True)
+    if kept.empty:
+        raise InputError("every task is not_scorable", path=tasks_path)
+
+    frame = kept[["task_id"]].copy()
+    frame["dataset"] = dataset
+    frame["kind"] = kept["kind"]
+    frame["prompt"] = kept["prompt"]
+    for m in models:
+        frame[SCORE_PREFIX + m] = scores[m].loc[kept["task_id"], "score"].to_numpy(dtype=float)
+    usd_known = {}
+    for m in models:
+        path = response_paths.get(m)
+        per_task = read_costs_usd(path) if path else {}
+        col = np.array([per_task.get(t, np.nan) for t in kept["task_id"]], dtype=float)
+        frame[USD_PREFIX + m] = col
+        usd_known[m] = float(np.isfinite(col).mean())
+    kinds = sorted(set(frame["kind"]))
+    score_range = CLASSIFY_SCORE_RANGE if "classify" in kinds else DEFAULT_SCORE_RANGE
+    meta = {
+        "dataset": dataset,
+        "kinds": kinds,
+        "score_range": list(score_range),
+        "n_tasks": int(len(tasks)),
+        "dropped": {"count": int(drop.sum()), "status": NOT_SCORABLE, "reasons": dict(reasons)},
+        "usd_known_share": usd_known,
+    }
+    matrix = Matrix(
+        frame,
+        models,
+        {m: float(costs[m]) for m in models},
+        bool(simulated),
+        f"pipeline:{dataset}",
+        meta,
+    )
+    return matrix.validate(tasks_path)

@@ -1,5 +1,227 @@
-# Stage: evaluate (see DESIGN.md section 3). Targets this stage adds to `rule all`.
+# Stage: evaluate (see DESIGN.md section 3; paper section 6, A.2-A.4). One record per
+# (dataset, router, cost setting), then Table 2, the curve metrics, Figures 2-4, the
+# deferral curves and, when config `generalisation` names datasets, the A.4 table and
+# Figure 5. Every table and figure is marked for `snakemake --report` (captions in
+# report/); whether answers were simulated is read from the matrices and printed in
+# the tables and figure titles themselves.
+import re
+
+from codyn import config as codyn_config
+from codyn import paths as codyn_paths
+
+EVAL_TABLES = "results/tables"
+EVAL_FIGURES = "results/figures"
+GEN_DATASETS = list(config["generalisation"])
+EVAL_COSTS = codyn_config.relative_costs(config)
+EVAL_ROUTER_TYPES = {name: config["routers"][name]["type"] for name in RUN_ROUTERS}
+TRAIN_EVALS = expand(
+    codyn_paths.EVAL, dataset=TRAIN_DATASETS, router=RUN_ROUTERS, setting=SETTINGS
+)
+GEN_EVALS = expand(
+    codyn_paths.EVAL, dataset=GEN_DATASETS, router=RUN_ROUTERS, setting=SETTINGS
+)
+GEN_OUTPUTS = (
+    [
+        f"{EVAL_TABLES}/generalisation.csv",
+        f"{EVAL_TABLES}/generalisation.md",
+        f"{EVAL_FIGURES}/fig5_generalisation.png",
+        f"{EVAL_FIGURES}/fig5_generalisation.pdf",
+    ]
+    if GEN_DATASETS
+    else []
+)
 
 
-def evaluate_targets():
-    return []
+# A lambda, not a def: `snakemake --lint` flags rules files that also define functions.
+evaluate_targets = (
+    lambda: [
+        f"{EVAL_TABLES}/table2.csv",
+        f"{EVAL_TABLES}/table2.md",
+        f"{EVAL_TABLES}/table2.tex",
+        f"{EVAL_TABLES}/curves.csv",
+        f"{EVAL_TABLES}/curves.md",
+        f"{EVAL_FIGURES}/fig2_cost_performance.png",
+        f"{EVAL_FIGURES}/fig2_cost_performance.pdf",
+        f"{EVAL_FIGURES}/fig4_diversity.png",
+        f"{EVAL_FIGURES}/fig4_diversity.pdf",
+        f"{EVAL_FIGURES}/deferral_curves.png",
+        f"{EVAL_FIGURES}/deferral_curves.pdf",
+    ]
+    + GEN_OUTPUTS
+)
+
+
+rule evaluate:
+    input:
+        matrix=codyn_paths.MATRIX,
+        split=codyn_paths.SPLIT,
+        predictions=codyn_paths.PREDICTIONS,
+    output:
+        codyn_paths.EVAL,
+    log:
+        "logs/evaluate/{dataset}/{router}/{setting}.log",
+    wildcard_constraints:
+        router="|".join(map(re.escape, RUN_ROUTERS)) or "(?!)",
+        setting="|".join(map(re.escape, SETTINGS)) or "(?!)",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        router_type=lambda wildcards: EVAL_ROUTER_TYPES[wildcards.router],
+        costs=EVAL_COSTS,
+        evaluation=config["evaluation"],
+    message:
+        "evaluate router {wildcards.router} ({wildcards.setting}) on {wildcards.dataset}"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule table2:
+    input:
+        TRAIN_EVALS,
+    output:
+        csv=report(
+            f"{EVAL_TABLES}/table2.csv",
+            caption="../report/table2.rst",
+            category="1. Tables",
+            labels={"table": "Table 2 (csv)"},
+        ),
+        md=report(
+            f"{EVAL_TABLES}/table2.md",
+            caption="../report/table2.rst",
+            category="1. Tables",
+            labels={"table": "Table 2 (markdown)"},
+        ),
+        tex=report(
+            f"{EVAL_TABLES}/table2.tex",
+            caption="../report/table2.rst",
+            category="1. Tables",
+            labels={"table": "Table 2 (LaTeX)"},
+        ),
+    log:
+        "logs/table2/table2.log",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        settings=config["cost_settings"],
+        routers=RUN_ROUTERS,
+    message:
+        "Table 2 over {params.routers} on the test splits"
+    script:
+        "../scripts/table2.py"
+
+
+rule curves:
+    input:
+        TRAIN_EVALS,
+    output:
+        csv=report(
+            f"{EVAL_TABLES}/curves.csv",
+            caption="../report/curves.rst",
+            category="1. Tables",
+            labels={"table": "Curve metrics (csv)"},
+        ),
+        md=report(
+            f"{EVAL_TABLES}/curves.md",
+            caption="../report/curves.rst",
+            category="1. Tables",
+            labels={"table": "Curve metrics (markdown)"},
+        ),
+    log:
+        "logs/curves/curves.log",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        target_share=config["evaluation"]["target_share"],
+    message:
+        "APGR, CPT, AIQ and the calibrated cost weight per router and setting"
+    script:
+        "../scripts/curves.py"
+
+
+rule figures:
+    input:
+        TRAIN_EVALS,
+    output:
+        fig2_png=report(
+            f"{EVAL_FIGURES}/fig2_cost_performance.png",
+            caption="../report/fig2.rst",
+            category="2. Figures",
+            labels={"figure": "Figures 2-3: cost-performance"},
+        ),
+        fig2_pdf=f"{EVAL_FIGURES}/fig2_cost_performance.pdf",
+        fig4_png=report(
+            f"{EVAL_FIGURES}/fig4_diversity.png",
+            caption="../report/fig4.rst",
+            category="2. Figures",
+            labels={"figure": "Figure 4: diversity"},
+        ),
+        fig4_pdf=f"{EVAL_FIGURES}/fig4_diversity.pdf",
+        deferral_png=report(
+            f"{EVAL_FIGURES}/deferral_curves.png",
+            caption="../report/deferral.rst",
+            category="2. Figures",
+            labels={"figure": "Deferral curves and Pareto frontier"},
+        ),
+        deferral_pdf=f"{EVAL_FIGURES}/deferral_curves.pdf",
+    log:
+        "logs/figures/figures.log",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        settings=config["cost_settings"],
+        routers=RUN_ROUTERS,
+    message:
+        "Figures 2-4 and deferral curves"
+    script:
+        "../scripts/figures.py"
+
+
+rule generalisation:
+    input:
+        GEN_EVALS,
+    output:
+        csv=report(
+            f"{EVAL_TABLES}/generalisation.csv",
+            caption="../report/generalisation.rst",
+            category="1. Tables",
+            labels={"table": "Generalisation (A.4)"},
+        ),
+        md=f"{EVAL_TABLES}/generalisation.md",
+        png=report(
+            f"{EVAL_FIGURES}/fig5_generalisation.png",
+            caption="../report/fig5.rst",
+            category="2. Figures",
+            labels={"figure": "Figure 5: generalisation"},
+        ),
+        pdf=f"{EVAL_FIGURES}/fig5_generalisation.pdf",
+    log:
+        "logs/generalisation/generalisation.log",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        settings=config["cost_settings"],
+        routers=RUN_ROUTERS,
+    message:
+        "generalisation of the trained routers to {GEN_DATASETS}"
+    script:
+        "../scripts/generalisation.py"

@@ -1,5 +1,47 @@
-# Stage: generate (see DESIGN.md section 3). Targets this stage adds to `rule all`.
+# Stage: generate (see DESIGN.md section 3). One job per (dataset, model): ask the model
+# every task, through the response cache under cache/ (never a declared output, so a
+# failed job keeps what it paid for; see codyn/cache.py).
+from codyn import generate as codyn_generate
+from codyn import paths as codyn_paths
 
 
 def generate_targets():
-    return []
+    return expand(
+        codyn_paths.RESPONSES,
+        dataset=codyn_generate.generated_datasets(config, RUN_DATASETS),
+        model=codyn_generate.generated_models(config),
+    )
+
+
+rule generate:
+    input:
+        tasks=codyn_paths.TASKS,
+    output:
+        responses=codyn_paths.RESPONSES,
+    log:
+        "logs/generate/{dataset}/{model}.log",
+    wildcard_constraints:
+        dataset=codyn_generate.name_pattern(
+            codyn_generate.generated_datasets(config, list(config["datasets"]))
+        ),
+        model=codyn_generate.name_pattern(codyn_generate.generated_models(config)),
+    conda:
+        "../envs/generate.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards: (
+            16000 if codyn_generate.uses_gpu(config, wildcards.model) else 2000
+        ),
+        runtime=lambda wildcards: (
+            720 if codyn_generate.uses_gpu(config, wildcards.model) else 240
+        ),
+        gpu=lambda wildcards: codyn_generate.uses_gpu(config, wildcards.model),
+    params:
+        model=lambda wildcards: config["models"][wildcards.model],
+        generation=config["generation"],
+        seed=config["seed"],
+        cache_dir="cache",
+    message:
+        "answers of {wildcards.model} to the tasks of {wildcards.dataset}"
+    script:
+        "../scripts/generate.py"

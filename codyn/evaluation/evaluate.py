@@ -1,0 +1,311 @@
+"""One router, one cost setting, one dataset -> the evaluation record (JSON).
+
+Inputs: the score matrix (raw scores, per-call dollars, whether answers were
+simulated), the router's predictions
+``results/predictions/{router}/{setting}/{dataset}.parquet`` (``task_id``, ``split``,
+``pred::<model>``; -inf where the router cannot pick a model), and for a training
+dataset its ``split.json``. A training dataset is evaluated on its test rows and the
+cost weight is calibrated on its train rows; a generalisation dataset (A.4; a split
+with ``held_out`` true and no train ids, or no split at all) is evaluated on all of
+its rows, with the SBS taken over those same rows and no calibration.
+
+The Table 2 decision is the router's argmax at cost weight 0: the cost setting is
+already inside the predictions (the router was trained on RS = ES + lambda2 * CS^-1).
+Routers with a cost knob are also swept over extra cost weights (see
+:mod:`codyn.evaluation.sweep`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from codyn.errors import InputError
+from codyn.evaluation import metrics, sweep
+from codyn.io import write_json
+from codyn.matrix import Matrix
+
+log = logging.getLogger(__name__)
+
+PRED_PREFIX = "pred::"
+# Router types whose decision moves with a cost weight (the paper's learned routers
+# and RoRF); the baselines ignore it.
+SWEPT_TYPES = frozenset({"cls", "ar-sft", "ar-grpo", "rorf", "knn", "mlp"})
+BASELINE_TYPES = frozenset({"random", "oracle", "sbs", "cheapest"})
+
+
+def read_predictions(path: str | Path, models: list[str]) -> pd.DataFrame:
+    """Predictions indexed by task_id with columns ``split`` and one per model."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file does not exist", path=path)
+    try:
+        table = pq.read_table(path)
+        df = table.to_pandas()
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise InputError(f"not a readable Parquet file ({exc})", path=path) from exc
+    for col in ["task_id", "split"] + [PRED_PREFIX + m for m in models]:
+        if col not in df.columns:
+            raise InputError("missing column", path=path, field=col)
+    df["task_id"] = df["task_id"].astype(str)
+    dup = df["task_id"][df["task_id"].duplicated()].tolist()
+    if dup:
+        raise InputError(f"duplicate task ids {dup[:5]}", path=path, field="task_id")
+    pred = df[[PRED_PREFIX + m for m in models]].to_numpy(dtype=float)
+    # -inf marks a model the router cannot pick; NaN or +inf is a broken prediction.
+    bad = np.argwhere(np.isnan(pred) | (pred == np.inf))
+    if len(bad):
+        i, j = bad[0]
+        raise InputError(
+            "NaN or +inf prediction",
+            path=path,
+            record=df["task_id"].iloc[i],
+            field=PRED_PREFIX + models[j],
+        )
+    none = np.flatnonzero(~np.isfinite(pred).any(axis=1))
+    if len(none):
+        raise InputError(
+            "every model is -inf (the router picks nothing)",
+            path=path,
+            record=df["task_id"].iloc[none[0]],
+        )
+    out = pd.DataFrame(pred, columns=models, index=df["task_id"].values)
+    out.insert(0, "split", df["split"].astype(str).values)
+    raw = (table.schema.metadata or {}).get(b"codyn")
+    try:
+        out.attrs["meta"] = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        out.attrs["meta"] = {}
+    return out
+
+
+def read_split(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file does not exist", path=path)
+    try:
+        split = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON ({exc})", path=path) from exc
+    for key in ("train", "test"):
+        if not isinstance(split.get(key), list):
+            raise InputError("missing list of task ids", path=path, field=key)
+    return split
+
+
+def _rows(pred: pd.DataFrame, ids: list[str], where: str) -> np.ndarray:
+    missing = pd.Index(ids).difference(pred.index)
+    if len(missing):
+        raise InputError(
+            f"{len(missing)} task ids have no prediction, e.g. {list(missing[:3])}",
+            path=where,
+            field="task_id",
+        )
+    return pred.loc[ids, [c for c in pred.columns if c != "split"]].to_numpy(dtype=float)
+
+
+def reference_points(scores, costs, usd, models, sbs_index: int) -> dict:
+    """Single models, oracle, SBS and cheapest on the evaluated rows."""
+    n, m = scores.shape
+    out = {"models": {}}
+    for j, name in enumerate(models):
+        out["models"][name] = metrics.summarise_choice(scores, costs, np.full(n, j), usd, models)
+    out["oracle"] = metrics.summarise_choice(
+        scores, costs, metrics.oracle_choice(scores, costs), usd, models
+    )
+    out["sbs"] = {"model": models[sbs_index], **out["models"][models[sbs_index]]}
+    k = metrics.cheapest(costs)
+    out["cheapest"] = {"model": models[k], **out["models"][models[k]]}
+    return out
+
+
+def evaluate(
+    matrix_path: str | Path,
+    predictions_path: str | Path,
+    *,
+    dataset: str | None = None,
+    router: str,
+    router_type: str,
+    setting: str,
+    costs: dict[str, float],
+    split_path: str | Path | None = None,
+    sweep_points: int = 41,
+    target_share: float = 0.2,
+    cpt_levels=(0.5, 0.8),
+) -> dict:
+    """The evaluation record of one (dataset, router, setting)."""
+    matrix = Matrix.load(matrix_path)
+    models = list(matrix.models)
+    missing = [mdl for mdl in models if mdl not in costs]
+    if missing:
+        raise InputError(
+            f"no configured cost for models {missing}", path=matrix_path, field="costs"
+        )
+    cost_vec = np.array([float(costs[mdl]) for mdl in models])
+    pred = read_predictions(predictions_path, models)
+    all_scores, all_usd = matrix.scores(), matrix.usd()
+
+    if split_path is not None:
+        split = read_split(split_path)
+        eval_ids, train_ids = [str(t) for t in split["test"]], [str(t) for t in split["train"]]
+        # a held-out dataset (A.4) has every id in test and none in train
+        scope = "all" if split.get("held_out") or not train_ids else "test"
+    else:
+        eval_ids, train_ids, scope = [str(t) for t in all_scores.index], [], "all"
+    unknown = pd.Index(eval_ids + train_ids).difference(all_scores.index)
+    if len(unknown):
+        raise InputError(
+            f"split task ids not in the matrix: {list(unknown[:3])}",
+            path=split_path,
+            field="task_id",
+        )
+    if not eval_ids:
+        raise InputError("no rows to evaluate", path=split_path or matrix_path, field="test")
+
+    scores = all_scores.loc[eval_ids].to_numpy(dtype=float)
+    usd = all_usd.loc[eval_ids].to_numpy(dtype=float)
+    p_eval = _rows(pred, eval_ids, str(predictions_path))
+    sbs_rows = all_scores.loc[train_ids].to_numpy(dtype=float) if train_ids else scores
+    sbs_index = metrics.single_best(sbs_rows, cost_vec)
+
+    refs = reference_points(scores, cost_vec, usd, models, sbs_index)
+    choice = sweep.decide(p_eval, cost_vec, 0.0)
+    record = {
+        "dataset": dataset or (str(matrix.frame["dataset"].iloc[0]) if len(matrix.frame) else ""),
+        "router": router,
+        "router_type": router_type,
+        "setting": setting,
+        "scope": scope,
+        "simulated": bool(matrix.simulated),
+        "matrix_source": matrix.source,
+        "models": models,
+        "costs": dict(zip(models, cost_vec.tolist(), strict=True)),
+        "n_tasks": len(eval_ids),
+        "sbs_from": "train split" if train_ids else "evaluated rows",
+        # autoregressive routers: outputs that were not a valid ranking (fallback used)
+        "malformed": pred.attrs["meta"].get("malformed"),
+        "decision": metrics.summarise_choice(scores, cost_vec, choice, usd, models),
+        "references": refs,
+        "sweep": None,
+        "curve": None,
+        "calibration": None,
+        "inputs": {
+            "matrix": str(matrix_path),
+            "predictions": str(predictions_path),
+            "split": None if split_path is None else str(split_path),
+        },
+    }
+    if router_type not in SWEPT_TYPES:
+        return record
+
+    points = sweep.sweep(p_eval, scores, cost_vec, sweep_points)
+    record["sweep"] = {
+        "w_max": points[-1].cost_weight,
+        "points": [p.as_dict(models) for p in points],
+    }
+    # weak = cheapest model, strong = SBS of the evaluated rows (module docstring of metrics)
+    strong = refs["models"][models[metrics.single_best(scores, cost_vec)]]
+    weak = refs["cheapest"]
+    c_lo = float(cost_vec.min() / cost_vec.max())
+    curve = metrics.curve_metrics(
+        [p.cost for p in points],
+        [p.effectiveness for p in points],
+        e_weak=weak["effectiveness"],
+        e_strong=strong["effectiveness"],
+        c_weak=weak["cost"],
+        c_strong=strong["cost"],
+        c_lo=c_lo,
+        levels=cpt_levels,
+    )
+    frontier = metrics.pareto_frontier([p.cost for p in points], [p.effectiveness for p in points])
+    curve.update(
+        weak=weak["model"],
+        strong=models[metrics.single_best(scores, cost_vec)],
+        pareto=[
+            {
+                "cost": points[i].cost,
+                "effectiveness": points[i].effectiveness,
+                "cost_weight": points[i].cost_weight,
+            }
+            for i in frontier
+        ],
+    )
+    record["curve"] = curve
+
+    if train_ids:
+        p_train = _rows(pred, train_ids, str(predictions_path))
+        w = sweep.calibrate(p_train, cost_vec, target_share)
+        record["calibration"] = {
+            "target_share": target_share,
+            "cost_weight": w,
+            "train_share": sweep.share_most_expensive(p_train, cost_vec, w),
+            "test_share": sweep.share_most_expensive(p_eval, cost_vec, w),
+            "test": metrics.summarise_choice(
+                scores, cost_vec, sweep.decide(p_eval, cost_vec, w), usd, models
+            ),
+            "most_expensive": models[int(np.argmax(cost_vec))],
+        }
+    return record
+
+
+def _finite(obj):
+    """JSON has no NaN: write null for it."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def run(output: str | Path, **kwargs) -> dict:
+    record = evaluate(**kwargs)
+    write_json(output, _finite(record))
+    d = record["decision"]
+    log.info(
+        "%s %s %s: E=%.4f C=%.4f on %d tasks (%s answers)",
+        record["dataset"],
+        kwargs.get("router"),
+        kwargs.get("setting"),
+        d["effectiveness"],
+        d["cost"],
+        record["n_tasks"],
+        "SIMULATED" if record["simulated"] else "real",
+    )
+    return record
+
+
+def load_eval(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file does not exist", path=path)
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON ({exc})", path=path) from exc
+    for key in ("dataset", "router", "setting", "decision", "references"):
+        if key not in rec:
+            raise InputError("missing key", path=path, field=key)
+    return rec
+
+
+def load_evals(paths) -> list[dict]:
+    """Evaluation records of several files, checked to share one portfolio."""
+    records = [load_eval(p) for p in paths]
+    if not records:
+        raise InputError("no evaluation records given")
+    first = records[0]
+    for path, rec in zip(paths, records, strict=True):
+        if rec.get("models") != first.get("models"):
+            raise InputError(
+                f"portfolio {rec.get('models')} differs from {first.get('models')}",
+                path=path,
+                field="models",
+            )
+    return records

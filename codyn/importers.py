@@ -1,0 +1,632 @@
+"""Published instance x model score tables as a first-class source of a score matrix.
+
+An imported dataset skips fetch, generate and score: the matrix rule reads the raw
+files named by the dataset's ``import:`` spec (config ``datasets.<name>.import``):
+
+``format``
+    ``table`` (default), ``lcb`` or ``routerbench``.
+``path`` / ``files``
+    One file or a list of files (concatenated in order). Relative paths are taken
+    relative to config ``mirror_dir`` when it is set. ``lcb`` instead takes
+    ``performances`` (the leaderboard JSON) and ``submissions`` (list of
+    ``submissions_*`` JSON files that hold the problem statements).
+``id_column``, ``prompt_column``
+    ``table``/``routerbench``: the unique id and the prompt text columns.
+``score_columns``
+    ``{model: column}``; a list means model name = column name. ``lcb`` and
+    ``routerbench`` take ``models: {model: upstream name}`` instead (config model
+    names must be plain identifiers; upstream names such as ``meta/llama-2-70b-chat``
+    are not).
+``cost_columns``
+    ``{model: column}`` of per-call dollars, copied to ``usd::m``. ``routerbench``
+    uses ``<upstream>|total_cost``.
+``relative_cost``
+    ``config`` (the models' ``cost`` in config, default) or ``mean_usd`` (mean
+    dollars per call of each model over the imported rows; needs cost columns).
+``score_scale``
+    Multiplier applied to every score (LiveCodeBench pass@1 is in percent: 0.01).
+``score_range``
+    ``[lo, hi]`` allowed after scaling; default ``[0, 1]``.
+``kind``
+    Task kind of every row (default ``generate``).
+``format_hint``
+    ``csv``, ``jsonl`` or ``parquet`` when the file suffix does not tell.
+
+Bad input (duplicate ids, missing scores, scores out of range, a cost for a model
+that is not imported, a model without a cost) raises :class:`InputError` naming the
+rows and columns; nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from codyn.errors import CodynError, InputError
+from codyn.matrix import SCORE_PREFIX, USD_PREFIX, Matrix
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("table", "lcb", "routerbench")
+RELATIVE_COSTS = ("config", "mean_usd")
+
+
+# ---- paths --------------------------------------------------------------------------
+
+
+def _resolve(path: str, mirror_dir: str | None) -> str:
+    p = Path(path)
+    if not p.is_absolute() and mirror_dir:
+        p = Path(mirror_dir) / p
+    return str(p)
+
+
+def import_files(spec: dict, mirror_dir: str | None = None) -> dict[str, list[str]]:
+    """The raw files an import spec reads, by role, with mirror_dir applied.
+
+    Rules use this for their ``input:`` so that a changed upstream file reruns the import.
+    """
+    fmt = spec.get("format", "table")
+    if fmt not in FORMATS:
+        raise InputError(
+            f"unknown import format {fmt!r} (allowed: {', '.join(FORMATS)})", field="format"
+        )
+    if fmt == "lcb":
+        for key in ("performances", "submissions"):
+            if not spec.get(key):
+                raise InputError("lcb import needs this key", field=key)
+        subs = spec["submissions"]
+        subs = [subs] if isinstance(subs, str) else list(subs)
+        return {
+            "performances": [_resolve(spec["performances"], mirror_dir)],
+            "submissions": [_resolve(s, mirror_dir) for s in subs],
+        }
+    files = spec.get("files") or ([spec["path"]] if spec.get("path") else [])
+    if isinstance(files, str):
+        files = [files]
+    if not files:
+        raise InputError("import spec names no file (set path or files)", field="path")
+    return {"tables": [_resolve(f, mirror_dir) for f in files]}
+
+
+def all_import_files(spec: dict, mirror_dir: str | None = None) -> list[str]:
+    return [p for paths in import_files(spec, mirror_dir).values() for p in paths]
+
+
+# ---- reading ------------------------------------------------------------------------
+
+
+def read_table(path: str, format_hint: str | None = None) -> pd.DataFrame:
+    """A CSV, JSONL or Parquet file as a frame; errors name the file."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError("file does not exist", path=path)
+    suffixes = [s.lower() for s in p.suffixes if s.lower() != ".gz"]
+    by_suffix = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+    kind = format_hint or (by_suffix.get(suffixes[-1]) if suffixes else None)
+    try:
+        if kind == "csv":
+            return pd.read_csv(path)
+        if kind == "jsonl":
+            return pd.read_json(path, lines=True)
+        if kind == "parquet":
+            return pd.read_parquet(path)
+    except (ValueError, pd.errors.ParserError, OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read as {kind} ({exc})", path=path) from exc
+    raise InputError(
+        "unknown table format (use .csv, .jsonl or .parquet, or format_hint)", path=path
+    )
+
+
+def _concat(paths: list[str], format_hint: str | None) -> tuple[pd.DataFrame, list[str]]:
+    """Concatenate tables; returns the frame and where every row came from ("file row k")."""
+    frames, origin = [], []
+    for path in paths:
+        frame = read_table(path, format_hint)
+        frames.append(frame)
+        origin += [f"{path} row {k}" for k in range(len(frame))]
+    return pd.concat(frames, ignore_index=True), origin
+
+
+def _rows(ids: pd.Series, mask, origin: list[str] | None = None, limit: int = 5) -> str:
+    idx = np.flatnonzero(np.asarray(mask))
+    parts = []
+    for i in idx[:limit]:
+        where = f" ({origin[i]})" if origin else f" (row {i})"
+        parts.append(f"{ids.iloc[i]!r}{where}")
+    more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
+    return ", ".join(parts) + more
+
+
+# ---- the generic importer -----------------------------------------------------------
+
+
+def matrix_from_frame(
+    frame: pd.DataFrame,
+    *,
+    dataset: str,
+    id_column: str,
+    prompt_column: str,
+    score_columns: dict[str, str],
+    costs: dict[str, float] | None = None,
+    cost_columns: dict[str, str] | None = None,
+    relative_cost: str = "config",
+    score_scale: float = 1.0,
+    score_range: tuple[float, float] | list | None = None,
+    kind: str = "generate",
+    source: str = "",
+    path: str | None = None,
+    origin: list[str] | None = None,
+) -> Matrix:
+    """Check a published table and turn it into a :class:`Matrix`.
+
+    ``score_columns`` and ``cost_columns`` map model name -> column. Relative costs
+    come from ``costs`` (``relative_cost="config"``) or are the mean dollars per call
+    of each model's cost column (``"mean_usd"``).
+    """
+    where = path or source or dataset
+    models = list(score_columns)
+    if not models:
+        raise InputError("no score columns given", path=where, field="score_columns")
+    cost_columns = dict(cost_columns or {})
+    if relative_cost not in RELATIVE_COSTS:
+        raise InputError(
+            f"unknown relative_cost {relative_cost!r} (allowed: {', '.join(RELATIVE_COSTS)})",
+            path=where,
+            field="relative_cost",
+        )
+    needed = [id_column, prompt_column, *score_columns.values(), *cost_columns.values()]
+    missing_cols = [c for c in needed if c not in frame.columns]
+    if missing_cols:
+        raise InputError(
+            f"missing columns {missing_cols} (present: {list(frame.columns)[:20]})",
+            path=where,
+            field=missing_cols[0],
+        )
+    unknown = sorted(set(cost_columns) - set(models))
+    if unknown:
+        raise InputError(
+            f"cost columns for models without scores: {unknown}", path=where, field="cost_columns"
+        )
+    if relative_cost == "config":
+        costs = dict(costs or {})
+        unknown = sorted(set(costs) - set(models))
+        if unknown:
+            raise InputError(
+                f"unknown models in the cost map: {unknown} (imported: {models})",
+                path=where,
+                field="costs",
+            )
+        no_cost = [m for m in models if costs.get(m) is None]
+        if no_cost:
+            raise InputError(f"models without a cost: {no_cost}", path=where, field="costs")
+    else:
+        no_cost = [m for m in models if m not in cost_columns]
+        if no_cost:
+            raise InputError(
+                f"relative_cost=mean_usd but no cost column for {no_cost}",
+                path=where,
+                field="cost_columns",
+            )
+
+    ids = frame[id_column]
+    if ids.isna().any():
+        raise InputError(
+            f"empty ids at {_rows(ids.astype(str), ids.isna(), origin)}",
+            path=where,
+            field=id_column,
+        )
+    ids = ids.astype(str)
+    dup = ids.duplicated(keep=False)
+    if dup.any():
+        groups = pd.Series(np.flatnonzero(dup.to_numpy())).groupby(ids[dup].to_numpy(), sort=False)
+        parts = [
+            f"{key!r} at " + ", ".join(origin[i] if origin else f"row {i}" for i in rows)
+            for key, rows in list(groups)[:5]
+        ]
+        more = f" and {groups.ngroups - 5} more" if groups.ngroups > 5 else ""
+        raise InputError(f"duplicate ids: {'; '.join(parts)}{more}", path=where, field=id_column)
+    prompts = frame[prompt_column]
+    if prompts.isna().any():
+        raise InputError(
+            f"missing prompt for {_rows(ids, prompts.isna(), origin)}",
+            path=where,
+            field=prompt_column,
+        )
+
+    lo, hi = (0.0, 1.0) if score_range is None else (float(score_range[0]), float(score_range[1]))
+    out = pd.DataFrame(
+        {
+            "task_id": ids.values,
+            "dataset": dataset,
+            "kind": kind,
+            "prompt": prompts.astype(str).values,
+        }
+    )
+    for m in models:
+        col = score_columns[m]
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = values.isna()
+        if bad.any():
+            raise InputError(
+                f"missing or non-numeric scores for {_rows(ids, bad, origin)}",
+                path=where,
+                field=col,
+            )
+        values = values.astype(float) * float(score_scale)
+        bad = (values < lo) | (values > hi)
+        if bad.any():
+            scale = f" after scaling by {score_scale}" if score_scale != 1 else ""
+            raise InputError(
+                f"scores outside [{lo}, {hi}]{scale} (declare score_range/score_scale if intended) "
+                f"for {_rows(ids, bad, origin)}",
+                path=where,
+                field=col,
+            )
+        out[SCORE_PREFIX + m] = values.to_numpy()
+    for m in models:
+        if m in cost_columns:
+            col = cost_columns[m]
+            usd = pd.to_numeric(frame[col], errors="coerce").astype(float)
+            bad = usd < 0
+            if bad.any():
+                raise InputError(
+                    f"negative cost for {_rows(ids, bad, origin)}", path=where, field=col
+                )
+            out[USD_PREFIX + m] = usd.to_numpy()
+        else:
+            out[USD_PREFIX + m] = np.nan
+    if relative_cost == "mean_usd":
+        rel = {}
+        for m in models:
+            mean = (
+                float(np.nanmean(out[USD_PREFIX + m]))
+                if out[USD_PREFIX + m].notna().any()
+                else np.nan
+            )
+            if not np.isfinite(mean):
+                raise InputError("no known cost to average", path=where, field=cost_columns[m])
+            rel[m] = mean
+        log.info("relative cost = mean USD per call: %s", rel)
+    else:
+        rel = {m: float(costs[m]) for m in models}
+    meta = {
+        "dataset": dataset,
+        "kinds": [kind],
+        "score_range": [lo, hi],
+        "score_scale": float(score_scale),
+        "relative_cost": relative_cost,
+        "n_tasks": int(len(out)),
+    }
+    return Matrix(out, models, rel, False, source or f"import:{where}", meta).validate(where)
+
+
+def _score_map(spec: dict) -> dict[str, str]:
+    cols = spec.get("score_columns")
+    if cols is None:
+        raise InputError("table import needs score_columns", field="score_columns")
+    return (
+        {c: c for c in cols}
+        if isinstance(cols, list)
+        else {str(k): str(v) for k, v in cols.items()}
+    )
+
+
+def import_table(spec: dict, *, dataset: str, costs=None, mirror_dir=None) -> Matrix:
+    paths = import_files(spec, mirror_dir)["tables"]
+    frame, origin = _concat(paths, spec.get("format_hint"))
+    for key in ("id_column", "prompt_column"):
+        if not spec.get(key):
+            raise InputError("table import needs this key", field=key)
+    return matrix_from_frame(
+        frame,
+        dataset=dataset,
+        id_column=spec["id_column"],
+        prompt_column=spec["prompt_column"],
+        score_columns=_score_map(spec),
+        costs=costs,
+        cost_columns=spec.get("cost_columns"),
+        relative_cost=spec.get("relative_cost", "config"),
+        score_scale=spec.get("score_scale", 1.0),
+        score_range=spec.get("score_range"),
+        kind=spec.get("kind", "generate"),
+        source="import:table:" + ",".join(paths),
+        path=",".join(paths),
+        origin=origin,
+    )
+
+
+# ---- RouterBench (RouterDC's routerbench_zs CSVs) -------------------------------------
+
+
+def _literal_prompt(text):
+    """RouterBench stores the prompt as a Python list literal holding one string."""
+    if not isinstance(text, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+        return "\n".join(value)
+    return text
+
+
+def import_routerbench(spec: dict, *, dataset: str, costs=None, mirror_dir=None) -> Matrix:
+    """RouterBench rows: one 0/1 score column per upstream model and ``<model>|total_cost`` dollars.
+
+    ``models`` maps config names to upstream names. Relative costs default to the mean
+    dollars per call of each model (``relative_cost: mean_usd``).
+    """
+    paths = import_files(spec, mirror_dir)["tables"]
+    frame, origin = _concat(paths, spec.get("format_hint"))
+    models = spec.get("models")
+    if not models:
+        raise InputError(
+            "routerbench import needs models {config name: upstream name}", field="models"
+        )
+    models = {str(k): str(v) for k, v in models.items()}
+    prompt_column = spec.get("prompt_column", "prompt")
+    if prompt_column in frame.columns:
+        frame[prompt_column] = frame[prompt_column].map(_literal_prompt)
+    return matrix_from_frame(
+        frame,
+        dataset=dataset,
+        id_column=spec.get("id_column", "sample_id"),
+        prompt_column=prompt_column,
+        score_columns=models,
+        costs=costs,
+        cost_columns={m: f"{up}|total_cost" for m, up in models.items()},
+        relative_cost=spec.get("relative_cost", "mean_usd"),
+        score_scale=spec.get("score_scale", 1.0),
+        score_range=spec.get("score_range"),
+        kind=spec.get("kind", "generate"),
+        source="import:routerbench:" + ",".join(paths),
+        path=",".join(paths),
+        origin=origin,
+    )
+
+
+# ---- LiveCodeBench leaderboard ----------------------------------------------------------
+
+
+def _load_json(path: str):
+    if not Path(path).exists():
+        raise InputError("file does not exist", path=path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid JSON ({exc})", path=path) from exc
+
+
+def lcb_prompt(problem: dict) -> str:
+    """Problem statement as LiveCodeBench poses it: title, statement, starter code if any."""
+    parts = [
+        str(problem.get("question_title") or "").strip(),
+        str(problem["question_content"]).strip(),
+    ]
+    starter = str(problem.get("starter_code") or "").strip()
+    if starter:
+        parts.append("Starter code:\n" + starter)
+    return "\n\n".join(p for p in parts if p)
+
+
+def import_lcb(spec: dict, *, dataset: str, costs=None, mirror_dir=None) -> Matrix:
+    """The leaderboard's ``performances`` pivoted to question x model, statements joined in.
+
+    pass@1 is a percentage upstream: declare ``score_scale: 0.01``.
+    """
+    files = import_files(spec, mirror_dir)
+    perf_path = files["performances"][0]
+    data = _load_json(perf_path)
+    if not isinstance(data, dict) or not isinstance(data.get("performances"), list):
+        raise InputError(
+            "expected an object with a 'performances' list", path=perf_path, field="performances"
+        )
+    perf = pd.DataFrame(data["performances"])
+    for col in ("question_id", "model", "pass@1"):
+        if col not in perf.columns:
+            raise InputError("missing field in performances", path=perf_path, field=col)
+    upstream = sorted(perf["model"].unique())
+    models = spec.get("models") or {m: m for m in upstream}
+    models = {str(k): str(v) for k, v in models.items()}
+    absent = [up for up in models.values() if up not in set(upstream)]
+    if absent:
+        raise InputError(
+            f"models not in the leaderboard: {absent} (present: {upstream})",
+            path=perf_path,
+            field="models",
+        )
+    perf = perf[perf["model"].isin(set(models.values()))]
+    dup = perf.duplicated(["question_id", "model"], keep=False)
+    if dup.any():
+        first = perf[dup].iloc[0]
+        raise InputError(
+            f"{int(dup.sum())} duplicate (question, model) entries, e.g. model {first['model']!r}",
+            path=perf_path,
+            record=first["question_id"],
+            field="pass@1",
+        )
+    wide = perf.pivot(index="question_id", columns="model", values="pass@1")
+    wide = wide.reindex(columns=list(models.values()))
+    statements: dict[str, dict] = {}
+    for sub_path in files["submissions"]:
+        subs = _load_json(sub_path)
+        if not isinstance(subs, list):
+            raise InputError("expected a list of problems", path=sub_path)
+        for i, problem in enumerate(subs):
+            if (
+                not isinstance(problem, dict)
+                or "question_id" not in problem
+                or "question_content" not in problem
+            ):
+                raise InputError(
+                    "problem without question_id/question_content", path=sub_path, record=i
+                )
+            statements.setdefault(str(problem["question_id"]), problem)
+    no_text = [q for q in wide.index if q not in statements]
+    if no_text:
+        raise InputError(
+            f"{len(no_text)} questions have no statement in the submissions files, e.g. {no_text[:5]}",
+            path=perf_path,
+            field="question_id",
+        )
+    frame = wide.reset_index()
+    frame["prompt"] = [lcb_prompt(statements[q]) for q in frame["question_id"]]
+    return matrix_from_frame(
+        frame,
+        dataset=dataset,
+        id_column="question_id",
+        prompt_column="prompt",
+        score_columns=models,
+        costs=costs,
+        relative_cost="config",
+        score_scale=spec.get("score_scale", 1.0),
+        score_range=spec.get("score_range"),
+        kind=spec.get("kind", "generate"),
+        source="import:lcb:" + perf_path,
+        path=perf_path,
+    )
+
+
+READERS = {"table": import_table, "lcb": import_lcb, "routerbench": import_routerbench}
+
+
+def import_matrix(
+    spec: dict,
+    *,
+    dataset: str,
+    models: list[str] | None = None,
+    costs: dict[str, float] | None = None,
+    mirror_dir: str | None = None,
+) -> Matrix:
+    """Import by spec; ``models`` (the portfolio, in order) selects and orders the columns.
+
+    With a portfolio given, every portfolio model must be imported, and the cost map
+    is restricted to it (a portfolio model missing from the cost map is an error).
+    """
+    fmt = spec.get("format", "table")
+    if fmt not in READERS:
+        raise InputError(
+            f"unknown import format {fmt!r} (allowed: {', '.join(FORMATS)})", field="format"
+        )
+    spec = dict(spec)
+    if models is not None:
+        key = "score_columns" if fmt == "table" else "models"
+        mapping = spec.get(key)
+        if mapping is None and fmt == "lcb":
+            mapping = {m: m for m in models}
+        if mapping is None:
+            raise InputError(f"import spec needs {key}", field=key)
+        if isinstance(mapping, list):
+            mapping = {c: c for c in mapping}
+        missing = [m for m in models if m not in mapping]
+        if missing:
+            raise InputError(
+                f"portfolio models not in the import spec: {missing} (spec has {sorted(mapping)})",
+                field=key,
+            )
+        spec[key] = {m: mapping[m] for m in models}
+        if spec.get("cost_columns"):
+            spec["cost_columns"] = {m: c for m, c in spec["cost_columns"].items() if m in models}
+    matrix = READERS[fmt](spec, dataset=dataset, costs=costs, mirror_dir=mirror_dir)
+    matrix.meta["import"] = {
+        k: v for k, v in spec.items() if k not in ("models", "score_columns", "cost_columns")
+    }
+    return matrix
+
+
+# ---- `codyn import` -------------------------------------------------------------------
+
+
+def _parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(f"expected MODEL=VALUE, got {item!r}", field=what)
+        key, value = item.split("=", 1)
+        out[key] = value
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="codyn import",
+        description="Import a published instance x model score table into a codyn matrix "
+        "(results/matrix/{dataset}.parquet format). Either name a dataset of a config "
+        "(--config/--dataset) or describe a table with the flags.",
+    )
+    parser.add_argument("table", nargs="*", help="CSV/JSONL/Parquet file(s) (generic table import)")
+    parser.add_argument("-o", "--out", required=True, help="output .parquet")
+    parser.add_argument("--config", action="append", help="config file(s), merged in order")
+    parser.add_argument("--dataset", help="dataset name (with --config: its import spec)")
+    parser.add_argument("--id-column")
+    parser.add_argument("--prompt-column")
+    parser.add_argument(
+        "--score", action="append", metavar="MODEL=COLUMN", help="score column of a model"
+    )
+    parser.add_argument(
+        "--cost", action="append", metavar="MODEL=WEIGHT", help="relative cost per call"
+    )
+    parser.add_argument(
+        "--usd", action="append", metavar="MODEL=COLUMN", help="per-call dollars column"
+    )
+    parser.add_argument(
+        "--mean-usd", action="store_true", help="relative cost = mean dollars per call"
+    )
+    parser.add_argument("--score-scale", type=float, default=1.0)
+    parser.add_argument("--score-range", type=float, nargs=2, metavar=("LO", "HI"))
+    parser.add_argument("--kind", default="generate")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        if args.config:
+            from codyn.config import load_config, relative_costs
+
+            if not args.dataset:
+                parser.error("--config needs --dataset")
+            cfg = load_config(*args.config)
+            entry = cfg["datasets"].get(args.dataset)
+            if entry is None or entry["adapter"] != "import":
+                raise InputError(f"dataset {args.dataset!r} is not an import dataset of the config")
+            matrix = import_matrix(
+                entry.get("import") or {},
+                dataset=args.dataset,
+                models=list(cfg["portfolio"]),
+                costs=relative_costs(cfg),
+                mirror_dir=cfg.get("mirror_dir"),
+            )
+        else:
+            if not (args.table and args.id_column and args.prompt_column and args.score):
+                parser.error("a table import needs TABLE, --id-column, --prompt-column and --score")
+            spec = {
+                "format": "table",
+                "files": args.table,
+                "id_column": args.id_column,
+                "prompt_column": args.prompt_column,
+                "score_columns": _parse_pairs(args.score, "score"),
+                "cost_columns": _parse_pairs(args.usd, "usd"),
+                "relative_cost": "mean_usd" if args.mean_usd else "config",
+                "score_scale": args.score_scale,
+                "score_range": args.score_range,
+                "kind": args.kind,
+            }
+            costs = {m: float(v) for m, v in _parse_pairs(args.cost, "cost").items()}
+            matrix = import_matrix(spec, dataset=args.dataset or Path(args.out).stem, costs=costs)
+        matrix.save(args.out)
+    except (CodynError, ValueError) as exc:
+        print(f"codyn import: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {args.out}: {len(matrix.frame)} tasks x {len(matrix.models)} models",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,277 @@
+"""``codyn route``: pick a model for prompts with a trained router.
+
+Also the routing policy the server shares (:mod:`codyn.serve`): the decision is
+:func:`codyn.ranking.choose` on the router's predicted scores, and the fallback
+order continues that same rule over the models not yet tried.
+
+``--target-share P`` turns a wanted share of calls to the most expensive model into a
+cost weight the way the evaluation stage does (:func:`codyn.evaluation.sweep.calibrate`:
+the smallest weight whose share is at most P), on the router's own training prompts (read
+back from the targets files its router.json lists, when they are still there and
+unchanged), else on the prompts given, which only means something for a batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from codyn.errors import CodynError, InputError
+from codyn.io import open_text, read_jsonl, sha256_file, sha256_text
+from codyn.ranking import affordability, choose
+
+AUTO_MODEL = "codyn-auto"
+
+
+# --- routing policy ---------------------------------------------------------------------------
+
+
+def fallback_order(scores_row, costs, cost_weight: float = 0.0) -> list[int]:
+    """Model indices in the order to try them: the choice of :func:`choose`, then its choice
+    among the rest, and so on. Models scored -inf (the router cannot pick them) are left out."""
+    row = np.asarray(scores_row, dtype=float).copy()
+    order: list[int] = []
+    while np.isfinite(row).any():
+        pick = int(choose(row, costs, cost_weight)[0])
+        order.append(pick)
+        row[pick] = -np.inf
+    return order
+
+
+def adjusted_scores(scores, costs, cost_weight: float) -> np.ndarray:
+    """What the decision maximises: score + cost_weight * CS^-1."""
+    s = np.asarray(scores, dtype=float)
+    return s + cost_weight * affordability(costs)[None, :]
+
+
+def training_prompts(router_dir: str | Path) -> list[str] | None:
+    """The train-split prompts a router was fitted on, read back from the targets files its
+    router.json names (``trained_on``); None when any is missing or changed since."""
+    from codyn.routers.base import read_router_json
+    from codyn.routing_data import read_targets
+
+    sources = read_router_json(router_dir).get("trained_on") or []
+    if not sources:
+        return None
+    prompts: list[str] = []
+    for source in sources:
+        path = Path(source.get("path", ""))
+        if not path.is_file() or (source.get("sha256") and sha256_file(path) != source["sha256"]):
+            return None
+        frame, _ = read_targets(path)
+        if "split" in frame.columns:
+            frame = frame[frame["split"] == "train"]
+        prompts += frame["prompt"].astype(str).tolist()
+    return prompts or None
+
+
+def weight_for_share(
+    router, router_dir, target_share: float, given_scores
+) -> tuple[float, float, str]:
+    """Cost weight for a wanted share of calls to the most expensive model, calibrated like the
+    evaluation stage (:func:`codyn.evaluation.sweep.calibrate`: the smallest weight whose share
+    is at most the target) on the router's training prompts, else on the prompts given.
+    Returns (weight, share on the calibration prompts, what they were)."""
+    from codyn.evaluation import sweep
+
+    prompts = training_prompts(router_dir)
+    if prompts is not None:
+        scores = np.asarray(router.predict_scores(prompts), dtype=float)
+        source = f"calibrated on the router's {len(prompts)} training prompts"
+    else:
+        scores = np.asarray(given_scores, dtype=float)
+        source = (
+            f"calibrated on the {len(scores)} prompt(s) given "
+            "(the router's training prompts are not available)"
+        )
+    weight = float(sweep.calibrate(scores, router.costs, target_share))
+    return weight, sweep.share_most_expensive(scores, router.costs, weight), source
+
+
+def parse_auto_model(name: str, default_weight: float) -> float | None:
+    """Cost weight for ``codyn-auto`` / ``codyn-auto:W``; None when ``name`` is not an auto model.
+
+    Raises ValueError for a malformed or negative weight."""
+    if name == AUTO_MODEL:
+        return float(default_weight)
+    prefix = AUTO_MODEL + ":"
+    if not name.startswith(prefix):
+        return None
+    weight = float(name[len(prefix) :])
+    if not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"cost weight must be a finite number >= 0, got {weight}")
+    return weight
+
+
+def score_dict(models, row) -> dict[str, float | None]:
+    """Scores by model; -inf / nan become None so the result is valid JSON."""
+    return {m: (float(v) if np.isfinite(v) else None) for m, v in zip(models, row, strict=True)}
+
+
+# --- prompts ----------------------------------------------------------------------------------
+
+
+def read_prompts(source: str, fmt: str = "auto") -> list[tuple[str, str]]:
+    """(id, prompt) pairs from a file or ``-`` (stdin).
+
+    Formats: ``jsonl`` (objects with ``prompt``, ids from ``id``/``task_id``; task files work
+    as they are), ``lines`` (one prompt per non-empty line), ``text`` (the whole input is one
+    prompt). ``auto`` = jsonl for ``*.jsonl(.gz)``, else lines.
+    """
+    name = "<stdin>" if source == "-" else source
+    if fmt == "auto":
+        fmt = "jsonl" if source.endswith((".jsonl", ".jsonl.gz")) else "lines"
+    if fmt == "jsonl":
+        if source == "-":
+            records = []
+            for lineno, line in enumerate(sys.stdin, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append((lineno, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise InputError(
+                        f"malformed JSON ({exc.msg})", path=name, record=f"line {lineno}"
+                    ) from exc
+        else:
+            records = list(enumerate(read_jsonl(source), start=1))
+        out = []
+        for lineno, rec in records:
+            prompt = rec.get("prompt") if isinstance(rec, dict) else None
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise InputError(
+                    "missing or empty prompt", path=name, record=f"line {lineno}", field="prompt"
+                )
+            rid = rec.get("id", rec.get("task_id", str(lineno)))
+            out.append((str(rid), prompt))
+        return out
+    if source == "-":
+        text = sys.stdin.read()
+    else:
+        with open_text(source) as fh:
+            text = fh.read()
+    if fmt == "text":
+        return [("1", text)] if text.strip() else []
+    return [(str(i), line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="codyn route",
+        description="Pick a model for each prompt with a trained router and show every "
+        "model's predicted score.",
+        epilog="--target-share calibrates the cost weight on the router's training prompts "
+        "(the targets files named in router.json 'trained_on'); when those are gone or changed "
+        "it calibrates on the prompts given, which needs a batch of prompts to mean anything.",
+    )
+    p.add_argument("prompts", nargs="*", help="prompts (or use --file, or pipe into stdin)")
+    p.add_argument("--router", required=True, help="router folder (with router.json)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--cost-weight", type=float, default=None, help="w in score + w * CS^-1 (default 0)"
+    )
+    g.add_argument(
+        "--target-share",
+        type=float,
+        default=None,
+        help="wanted share of calls to the most expensive model; picks the cost weight",
+    )
+    p.add_argument("--file", help="read prompts from this file ('-' = stdin)")
+    p.add_argument(
+        "--format",
+        choices=["auto", "jsonl", "lines", "text"],
+        default="auto",
+        help="prompt file format",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per prompt on stdout")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.file:
+            items = read_prompts(args.file, args.format)
+        elif args.prompts:
+            items = [(str(i), p) for i, p in enumerate(args.prompts, start=1)]
+        elif not sys.stdin.isatty():
+            items = read_prompts("-", "text" if args.format == "auto" else args.format)
+        else:
+            print(
+                "codyn route: no prompts (give them as arguments, --file, or stdin)",
+                file=sys.stderr,
+            )
+            return 2
+        if not items:
+            print("codyn route: no prompts in the input", file=sys.stderr)
+            return 2
+        if args.cost_weight is not None and (
+            not math.isfinite(args.cost_weight) or args.cost_weight < 0
+        ):
+            print("codyn route: --cost-weight must be a finite number >= 0", file=sys.stderr)
+            return 2
+        if args.target_share is not None and not 0.0 <= args.target_share <= 1.0:
+            print("codyn route: --target-share must be in [0, 1]", file=sys.stderr)
+            return 2
+
+        from codyn.routers import load_router
+
+        router = load_router(args.router)
+        prompts = [p for _, p in items]
+        scores = np.asarray(router.predict_scores(prompts), dtype=float)
+        calibration = None
+        if args.target_share is not None:
+            weight, share, source = weight_for_share(router, args.router, args.target_share, scores)
+            calibration = {"target_share": args.target_share, "share": share, "source": source}
+        else:
+            weight = float(args.cost_weight or 0.0)
+    except CodynError as exc:
+        print(f"codyn route: {exc}", file=sys.stderr)
+        return 1
+
+    models = list(router.models)
+    totals = adjusted_scores(scores, router.costs, weight)
+    if calibration and not args.json:
+        print(
+            f"cost weight {weight:.4g}: share of calls to the most expensive model "
+            f"{calibration['share']:.3f} (target {args.target_share}; {calibration['source']})",
+            file=sys.stderr,
+        )
+    for (rid, prompt), row, total in zip(items, scores, totals, strict=True):
+        order = fallback_order(row, router.costs, weight)
+        chosen = models[order[0]] if order else None
+        if args.json:
+            rec = {
+                "id": rid,
+                "prompt_sha256": sha256_text(prompt),
+                "model": chosen,
+                "cost_weight": weight,
+                "scores": score_dict(models, row),
+                "fallback_order": [models[i] for i in order],
+            }
+            if calibration:
+                rec["calibration"] = calibration
+            print(json.dumps(rec, sort_keys=True))
+            continue
+        print(f"[{rid}] -> {chosen}   (cost weight {weight:.4g})")
+        width = max(len(m) for m in models)
+        for j, m in enumerate(models):
+            mark = "*" if order and j == order[0] else " "
+            s = "-inf" if not np.isfinite(row[j]) else f"{row[j]:+.4f}"
+            t = "-inf" if not np.isfinite(total[j]) else f"{total[j]:+.4f}"
+            print(
+                f"  {mark} {m:<{width}}  score {s}  with cost {t}  cost {float(router.costs[j]):g}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

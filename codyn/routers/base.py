@@ -1,0 +1,274 @@
+"""The one router interface (scikit-learn-like) and its checkpoint folder.
+
+A router reads only the prompt and scores every portfolio model (higher is better);
+``route`` turns the scores into a model name with :func:`codyn.ranking.choose`, adding
+``cost_weight * CS^-1`` on top of what the router learnt (the knob of cost sweeps).
+
+Checkpoint folder (like Hugging Face ``save_pretrained``)::
+
+    router.json      what it is: type, params, models, costs, setting, lambda2,
+                     trained_on (files + sha256), metrics, codyn version, simulated
+    <weights>        model.safetensors / an HF folder / model.joblib, per type
+
+``router.json`` is written last, so a folder without it is an unfinished save.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from codyn import __version__
+from codyn.errors import InputError
+from codyn.io import sha256_file, write_json
+from codyn.ranking import choose
+from codyn.routing_data import RoutingData
+
+ROUTER_JSON = "router.json"
+FORMAT_VERSION = 1
+# Stands in for -inf (a model the router cannot pick) inside choose(), which adds
+# cost terms and compares with isclose: it must stay finite but never win.
+_NEVER = -1e30
+
+log = logging.getLogger(__name__)
+
+
+class Router:
+    """Base class. Subclasses set ``type`` and implement ``_fit`` and ``_predict``.
+
+    Parameters live in ``params`` (the router's config entry); constructors do no work.
+    """
+
+    type: ClassVar[str] = ""
+    # Per-type defaults, merged under the given params (so router.json records all of them).
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, params: dict | None = None, seed: int = 0):
+        params = dict(params or {})
+        given_type = params.pop("type", self.type)
+        if given_type != self.type:
+            raise InputError(
+                f"params say type {given_type!r}, this is a {self.type!r} router", field="type"
+            )
+        self.params = {**self.defaults, **params}
+        self.seed = int(seed)
+        self.models: list[str] | None = None
+        self.costs: np.ndarray | None = None
+        self.setting: str | None = None
+        self.lambda2: float | None = None
+        self.simulated = False
+        self.trained_on: list[dict] = []
+        self.metrics: dict[str, Any] = {}
+
+    # ---- the interface ------------------------------------------------------
+    def fit(self, data: RoutingData, portfolio: list[str] | None = None) -> Router:
+        """Train on ``data``; every input check runs before any training work."""
+        where = ", ".join(data.meta.get("sources", [])) or "routing data"
+        data.check(where)
+        if portfolio is not None and list(portfolio) != list(data.models):
+            missing = sorted(set(portfolio) - set(data.models))
+            extra = sorted(set(data.models) - set(portfolio))
+            raise InputError(
+                f"split portfolio {data.models} is not the configured one {list(portfolio)}"
+                f" (missing: {missing}, unexpected: {extra})",
+                path=where,
+                field="models",
+            )
+        self._check_data(data, where)
+        self.models = list(data.models)
+        self.costs = np.asarray(data.costs, dtype=float)
+        self.setting = data.setting
+        self.lambda2 = float(data.lambda2)
+        self.simulated = bool(data.simulated)
+        self.trained_on = describe_sources(data.meta.get("sources", []))
+        started = time.perf_counter()
+        metrics = self._fit(data) or {}
+        self.metrics = {
+            **metrics,
+            "fit_seconds": round(time.perf_counter() - started, 3),
+            "n_train": len(data),
+        }
+        return self
+
+    def predict_scores(self, prompts: list[str]) -> np.ndarray:
+        """(n, m) predicted ranking scores; -inf for models this router cannot pick."""
+        self._require_fitted()
+        prompts = _as_prompts(prompts)
+        if not prompts:
+            return np.zeros((0, len(self.models)))
+        scores = np.asarray(self._predict(prompts), dtype=float)
+        if scores.shape != (len(prompts), len(self.models)):
+            raise RuntimeError(f"{self.type}: predicted shape {scores.shape}")
+        return scores
+
+    def route(self, prompts: list[str], cost_weight: float = 0.0) -> list[str]:
+        return self.route_scores(self.predict_scores(prompts), cost_weight)
+
+    def route_scores(self, scores: np.ndarray, cost_weight: float = 0.0) -> list[str]:
+        """Model names for already predicted scores (so sweeps predict once)."""
+        self._require_fitted()
+        scores = np.where(np.isfinite(scores), scores, _NEVER)
+        if len(scores) == 0:
+            return []
+        return [self.models[i] for i in choose(scores, self.costs, cost_weight)]
+
+    # ---- persistence --------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        self._require_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        stale = directory / ROUTER_JSON
+        if stale.exists():
+            stale.unlink()  # the folder is unfinished until the new router.json lands
+        self._save_weights(directory)
+        write_json(directory / ROUTER_JSON, self.describe())
+        return directory
+
+    def describe(self) -> dict:
+        return {
+            "format": FORMAT_VERSION,
+            "type": self.type,
+            "params": self.params,
+            "seed": self.seed,
+            "models": self.models,
+            "costs": [float(c) for c in self.costs],
+            "setting": self.setting,
+            "lambda2": self.lambda2,
+            "trained_on": self.trained_on,
+            "metrics": self.metrics,
+            "state": self._state(),
+            "codyn_version": __version__,
+            "simulated": self.simulated,
+        }
+
+    @classmethod
+    def load(cls, directory: str | Path, models: list[str] | None = None) -> Router:
+        """Load a folder written by :meth:`save`.
+
+        ``models``: the portfolio the caller expects; a different one is an InputError.
+        """
+        directory = Path(directory)
+        meta = read_router_json(directory)
+        if cls.type and meta["type"] != cls.type:
+            raise InputError(
+                f"checkpoint holds a {meta['type']!r} router, not {cls.type!r}",
+                path=directory / ROUTER_JSON,
+                field="type",
+            )
+        if models is not None and list(models) != list(meta["models"]):
+            raise InputError(
+                f"checkpoint was trained for portfolio {meta['models']}, expected {list(models)}",
+                path=directory / ROUTER_JSON,
+                field="models",
+            )
+        router = cls(meta["params"], seed=meta.get("seed", 0))
+        router.models = list(meta["models"])
+        router.costs = np.asarray(meta["costs"], dtype=float)
+        router.setting = meta.get("setting")
+        router.lambda2 = meta.get("lambda2")
+        router.simulated = bool(meta.get("simulated", False))
+        router.trained_on = meta.get("trained_on", [])
+        router.metrics = meta.get("metrics", {})
+        router._load_state(meta.get("state") or {})
+        router._load_weights(directory)
+        return router
+
+    # ---- for subclasses -----------------------------------------------------
+    def _check_data(self, data: RoutingData, where: str) -> None:
+        """Type-specific input checks (before training)."""
+
+    def _fit(self, data: RoutingData) -> dict | None:
+        raise NotImplementedError
+
+    def _predict(self, prompts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _state(self) -> dict:
+        """Small JSON-able state kept in router.json (e.g. a constant score vector)."""
+        return {}
+
+    def _load_state(self, state: dict) -> None:
+        pass
+
+    def _save_weights(self, directory: Path) -> None:
+        pass
+
+    def _load_weights(self, directory: Path) -> None:
+        pass
+
+    def _require_fitted(self) -> None:
+        if self.models is None:
+            raise RuntimeError(f"{self.type} router is not fitted (call fit or load)")
+
+
+def read_router_json(directory: str | Path) -> dict:
+    directory = Path(directory)
+    path = directory / ROUTER_JSON
+    if not path.is_file():
+        raise InputError("not a router checkpoint (router.json missing)", path=directory)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON: {exc}", path=path) from None
+    for key in ("type", "params", "models", "costs"):
+        if key not in meta:
+            raise InputError("missing key", path=path, field=key)
+    return meta
+
+
+def describe_sources(paths) -> list[dict]:
+    out = []
+    for p in paths:
+        p = Path(p)
+        out.append({"path": str(p), "sha256": sha256_file(p) if p.is_file() else None})
+    return out
+
+
+def _as_prompts(prompts) -> list[str]:
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of strings, not one string")
+    prompts = list(prompts)
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise InputError(f"prompt is {type(p).__name__}, not str", record=i, field="prompt")
+    return prompts
+
+
+def resolve_device(name: str = "auto") -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+class ProgressLog:
+    """Logs step, loss and ETA at most every ``every`` seconds (and at the end)."""
+
+    def __init__(self, total_steps: int, what: str, every: float = 5.0, logger=None):
+        self.total = max(int(total_steps), 1)
+        self.what = what
+        self.every = every
+        self.log = logger or log
+        self.started = time.perf_counter()
+        self.last = -math.inf
+
+    def step(self, step: int, loss: float | None = None, **extra) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.every and step < self.total:
+            return
+        self.last = now
+        elapsed = now - self.started
+        eta = elapsed / max(step, 1) * (self.total - step)
+        parts = [f"{self.what}: step {step}/{self.total}"]
+        if loss is not None:
+            parts.append(f"loss {loss:.4f}")
+        parts += [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in extra.items()]
+        parts.append(f"elapsed {elapsed:.1f}s ETA {eta:.1f}s")
+        self.log.info(", ".join(parts))

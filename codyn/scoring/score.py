@@ -1,0 +1,313 @@
+"""Turn each response into a score (paper section 3.3): the score stage's one entry point.
+
+:func:`score_responses` is what both the pipeline rule and ``codyn score`` call.
+Dispatch by task:
+
+- ``generate`` / ``repair`` (Python) with tests: extract the code, run it through the
+  sandbox against the tests (codyn.scoring.execution). 1 if all pass, else 0.
+  Without tests: status ``not_scorable``, score empty (NaN), detail the task's
+  ``meta["execution"]`` reason; the matrix stage drops these rows.
+- ``translate`` / ``refine``: CodeBLEU of the extracted code against the reference.
+- ``classify``: Yes/No extraction, correctness, then the A.7 bias penalty over the
+  whole file (codyn.scoring.classify; extra columns raw_score and penalty).
+
+Whatever the answer: a response with ``error`` is ``no_answer`` (0); an empty answer,
+one without code, or one over ``MAX_ANSWER_CHARS`` is ``no_code`` (0). No answer can
+crash the job.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from pathlib import Path
+
+from tqdm import tqdm
+
+from codyn.errors import InputError
+from codyn.io import atomic_open, read_jsonl, write_json
+from codyn.records import SCORE_COLUMNS, validate_task
+from codyn.scoring.classify import PENALTY_MODES, apply_penalty, bias_penalty, parse_label
+from codyn.scoring.codebleu_metric import pair_codebleu
+from codyn.scoring.execution import Verdict, run_tests
+from codyn.scoring.extract import extract_code
+from codyn.scoring.sandbox import Limits, Sandbox
+
+log = logging.getLogger(__name__)
+
+EXTRA_COLUMNS = ["raw_score", "penalty"]
+MAX_ANSWER_CHARS = 1_000_000  # larger answers are not code anyone can use; 0 without parsing them
+EXECUTION_KINDS = ("generate", "repair")
+CODEBLEU_KINDS = ("translate", "refine")
+
+
+def meta_path_for(out_csv: str | os.PathLike) -> Path:
+    out_csv = Path(out_csv)
+    return out_csv.with_name(out_csv.name.removesuffix(".csv") + ".meta.json")
+
+
+def read_tasks(path) -> dict[str, dict]:
+    tasks: dict[str, dict] = {}
+    for lineno, rec in enumerate(read_jsonl(path), start=1):
+        validate_task(rec, path=path, record=f"line {lineno}")
+        if rec["id"] in tasks:
+            raise InputError("duplicate task id", path=path, record=rec["id"], field="id")
+        tasks[rec["id"]] = rec
+    return tasks
+
+
+def read_responses(path, tasks: dict[str, dict]) -> list[dict]:
+    """Responses (codyn.records RESPONSE_FIELDS; a user's own file needs only task_id and text)."""
+    default_model = Path(path).name.removesuffix(".gz").removesuffix(".jsonl")
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for lineno, rec in enumerate(read_jsonl(path), start=1):
+        where = f"line {lineno}"
+        task_id = rec.get("task_id")
+        if not isinstance(task_id, str) or not task_id:
+            raise InputError(
+                "missing or non-string task_id", path=path, record=where, field="task_id"
+            )
+        if task_id not in tasks:
+            raise InputError(
+                f"task {task_id!r} is not in the tasks file",
+                path=path,
+                record=where,
+                field="task_id",
+            )
+        text, error = rec.get("text"), rec.get("error")
+        if text is not None and not isinstance(text, str):
+            raise InputError(
+                f"wrong type {type(text).__name__}", path=path, record=where, field="text"
+            )
+        if text is None and not error:
+            raise InputError("neither text nor error", path=path, record=where, field="text")
+        model = rec.get("model") or default_model
+        if not isinstance(model, str):
+            raise InputError("model is not a string", path=path, record=where, field="model")
+        if (task_id, model) in seen:
+            raise InputError(
+                f"second response for task {task_id!r}", path=path, record=where, field="task_id"
+            )
+        seen.add((task_id, model))
+        out.append({"task_id": task_id, "model": model, "text": text, "error": error})
+    return out
+
+
+def _row(resp: dict, score: float, status: str, detail: str = "", **extra) -> dict:
+    return {
+        "task_id": resp["task_id"],
+        "model": resp["model"],
+        "score": score,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+
+
+def _precheck(resp: dict, task: dict) -> dict | None:
+    """The row for answers that are settled before any scoring work, else None."""
+    if resp["error"]:
+        return _row(resp, 0.0, "no_answer", f"generation error: {str(resp['error'])[:200]}")
+    text = resp["text"] or ""
+    if not text.strip():
+        return _row(resp, 0.0, "no_code", "empty answer")
+    if len(text) > MAX_ANSWER_CHARS:
+        return _row(
+            resp, 0.0, "no_code", f"answer of {len(text)} characters is over {MAX_ANSWER_CHARS}"
+        )
+    if task["kind"] in EXECUTION_KINDS and task["tests"] is None:
+        reason = task["meta"].get("execution") or "task has no tests"
+        return _row(resp, math.nan, "not_scorable", str(reason))
+    if task["kind"] in CODEBLEU_KINDS and not task["reference"]:
+        return _row(resp, math.nan, "not_scorable", "task has no reference")
+    return None
+
+
+def _entry_point(task: dict) -> str | None:
+    tests = task["tests"] or {}
+    return tests.get("entry_point") or tests.get("fn_name")
+
+
+def _score_execution(resp: dict, task: dict, sandbox: Sandbox) -> dict:
+    code = extract_code(resp["text"], task["language"], _entry_point(task))
+    if code is None:
+        return _row(resp, 0.0, "no_code", "no code in the answer")
+    verdict: Verdict = run_tests(code, task["tests"], sandbox)
+    return _row(resp, verdict.score, verdict.status, verdict.detail)
+
+
+def _score_codebleu(resp: dict, task: dict) -> dict:
+    code = extract_code(resp["text"], task["language"])
+    if code is None:
+        return _row(resp, 0.0, "no_code", "no code in the answer")
+    parts = pair_codebleu(task["reference"], code, task["language"])
+    detail = " ".join(
+        f"{k.removesuffix('_score')}={v:.3f}" for k, v in parts.items() if k != "codebleu"
+    )
+    return _row(resp, float(parts["codebleu"]), "scored", detail)
+
+
+def _score_classification(pairs: list[tuple[dict, dict]], mode: str) -> tuple[list[dict], float]:
+    predictions = [parse_label(resp["text"]) if not resp["error"] else None for resp, _ in pairs]
+    penalty = bias_penalty([task["label"] for _, task in pairs], predictions)
+    rows = []
+    for (resp, task), pred in zip(pairs, predictions, strict=True):
+        if resp["error"]:
+            rows.append(
+                _row(resp, 0.0, "no_answer", f"generation error: {str(resp['error'])[:200]}")
+            )
+            continue
+        correct = 1.0 if pred is not None and pred == task["label"] else 0.0
+        said = {True: "vulnerable", False: "not vulnerable", None: "no label found"}[pred]
+        detail = f"predicted {said}; truth {'vulnerable' if task['label'] else 'not vulnerable'}"
+        rows.append(
+            _row(
+                resp,
+                apply_penalty(correct, penalty, mode),
+                "scored",
+                detail,
+                raw_score=correct,
+                penalty=penalty,
+            )
+        )
+    return rows, penalty
+
+
+def _format(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(round(value, 6))
+    return str(value)
+
+
+def write_scores(rows: list[dict], out_csv) -> None:
+    columns = SCORE_COLUMNS + [c for c in EXTRA_COLUMNS if any(c in r for r in rows)]
+    with atomic_open(out_csv, newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: _format(row.get(c)) for c in columns})
+
+
+def score_responses(
+    tasks_path,
+    responses_path,
+    out_csv,
+    scoring_cfg: dict | None = None,
+    *,
+    meta_path=None,
+    threads: int | None = None,
+    sandbox: Sandbox | None = None,
+) -> dict:
+    """Score ``responses_path`` against ``tasks_path``; write the CSV and its meta JSON.
+
+    ``scoring_cfg`` is the config ``scoring`` slice. Returns the summary written to the
+    meta sidecar (``<out>.meta.json`` unless ``meta_path``).
+    """
+    cfg = dict(scoring_cfg or {})
+    mode = cfg.get("sven_penalty", "subtract")
+    if mode not in PENALTY_MODES:
+        raise ValueError(
+            f"unknown scoring.sven_penalty {mode!r} (allowed: {', '.join(PENALTY_MODES)})"
+        )
+    limits = Limits.from_config(cfg)
+    started = time.monotonic()
+    tasks = read_tasks(tasks_path)
+    responses = read_responses(responses_path, tasks)
+
+    rows: list[dict | None] = [None] * len(responses)
+    execution: list[int] = []
+    classification: list[int] = []
+    for i, resp in enumerate(responses):
+        task = tasks[resp["task_id"]]
+        if task["kind"] == "classify":
+            classification.append(i)
+            continue
+        settled = _precheck(resp, task)
+        if settled is not None:
+            rows[i] = settled
+        elif task["kind"] in EXECUTION_KINDS:
+            execution.append(i)
+        else:
+            rows[i] = _score_codebleu(resp, task)
+
+    sandbox_info = None
+    if execution:
+        workers = cfg.get("workers") or threads or os.cpu_count() or 1
+        own = sandbox is None
+        sandbox = sandbox or Sandbox(
+            limits, workers=workers, isolation=cfg.get("isolation", "auto")
+        )
+        try:
+            sandbox.start()
+            sandbox_info = sandbox.describe()
+            with ThreadPoolExecutor(max_workers=sandbox.n_workers) as pool:
+                jobs = [
+                    (
+                        i,
+                        pool.submit(
+                            _score_execution, responses[i], tasks[responses[i]["task_id"]], sandbox
+                        ),
+                    )
+                    for i in execution
+                ]
+                for i, job in tqdm(jobs, desc="score", unit="answer", disable=None):
+                    rows[i] = job.result()
+        finally:
+            if own:
+                sandbox.close()
+
+    penalties = {}
+    if classification:
+        by_model: dict[str, list[int]] = {}
+        for i in classification:
+            by_model.setdefault(responses[i]["model"], []).append(i)
+        for model, indices in by_model.items():
+            pairs = [(responses[i], tasks[responses[i]["task_id"]]) for i in indices]
+            scored, penalties[model] = _score_classification(pairs, mode)
+            for i, row in zip(indices, scored, strict=True):
+                rows[i] = row
+
+    write_scores(rows, out_csv)
+    missing = len(set(tasks) - {r["task_id"] for r in responses})
+    counts = Counter(r["status"] for r in rows)
+    summary = {
+        "tasks": str(tasks_path),
+        "responses": str(responses_path),
+        "scores": str(out_csv),
+        "n_responses": len(rows),
+        "n_tasks_without_response": missing,
+        "status_counts": dict(sorted(counts.items())),
+        "mean_score": _mean([r["score"] for r in rows]),
+        "limits": limits.to_dict(),
+        "sandbox": sandbox_info,
+        "sven_penalty": {"mode": mode, "penalty": penalties} if classification else None,
+        "codebleu_version": _version("codebleu"),
+        "programs_scored": len(execution),
+        "wall_s": round(time.monotonic() - started, 3),
+    }
+    write_json(meta_path or meta_path_for(out_csv), summary)
+    if missing:
+        log.warning("%d tasks have no response in %s", missing, responses_path)
+    log.info("scored %d responses: %s", len(rows), summary["status_counts"])
+    return summary
+
+
+def _mean(values: list[float]) -> float | None:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None

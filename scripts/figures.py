@@ -1,0 +1,14 @@
+"""Snakemake entry point of rule figures: codyn.evaluation.figures.write_paper_figures."""
+
+from codyn.evaluation.evaluate import load_evals
+from codyn.evaluation.figures import write_paper_figures
+from codyn.job import job
+
+with job(snakemake) as log:  # noqa: F821
+    smk = snakemake  # noqa: F821
+    write_paper_figures(
+        load_evals(smk.input),
+        dict(smk.params.settings),
+        dict(smk.output.items()),
+        routers=list(smk.params.routers),
+    )

@@ -1,0 +1,182 @@
+"""A real OpenAI-compatible chat-completions HTTP server for tests and benchmarks.
+
+Run as a process: ``python tests/chat_server.py --delay 0.2`` prints the port it
+listens on (127.0.0.1) as its first stdout line. The model name chooses the
+behaviour, so one server covers every case:
+
+- any name: answer ``echo: <last user message>`` after ``--delay`` seconds;
+- ``throttle-N``: each distinct prompt gets N ``429`` (with Retry-After: 0) before an answer;
+- ``error500-N``: each distinct prompt gets N ``500`` before an answer;
+- ``always429`` / ``always500``: never answers;
+- ``refuse``: ``400`` for prompts containing REFUSE, an answer otherwise;
+- ``sleep-S``: waits S seconds before answering (client timeouts).
+
+With ``--api-key K`` every request must carry ``Authorization: Bearer K`` (else 401).
+``GET /stats`` returns the number of chat requests seen, per prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def serve(delay: float, api_key: str | None, port: int = 0) -> ThreadingHTTPServer:
+    seen: Counter = Counter()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; without this, Nagle + delayed ACK add
+        # 40 ms to every keep-alive request.
+        disable_nagle_algorithm = True
+
+        def log_message(self, *args):  # keep test output clean
+            pass
+
+        def _send(self, status: int, body: dict, headers: dict | None = None):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self.path == "/stats":
+                with lock:
+                    self._send(200, {"total": sum(seen.values()), "per_prompt": dict(seen)})
+            else:
+                self._send(404, {"error": {"message": "not found"}})
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length", 0))
+            raw = self.rfile.read(length)
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                return self._send(404, {"error": {"message": "not found"}})
+            if api_key is not None and self.headers.get("Authorization") != f"Bearer {api_key}":
+                return self._send(401, {"error": {"message": "invalid api key"}})
+            try:
+                body = json.loads(raw)
+                prompt = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+                model = body["model"]
+            except (ValueError, KeyError, IndexError, TypeError):
+                return self._send(400, {"error": {"message": "bad request"}})
+            with lock:
+                seen[prompt] += 1
+                count = seen[prompt]
+            m = re.fullmatch(r"(throttle|error500)-(\d+)", model)
+            if m and count <= int(m.group(2)):
+                if m.group(1) == "throttle":
+                    return self._send(
+                        429, {"error": {"message": "slow down"}}, {"Retry-After": "0"}
+                    )
+                return self._send(500, {"error": {"message": "boom"}})
+            if model == "always429":
+                return self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
+            if model == "always500":
+                return self._send(500, {"error": {"message": "boom"}})
+            if model == "refuse" and "REFUSE" in prompt:
+                return self._send(400, {"error": {"message": "prompt refused by policy"}})
+            m = re.fullmatch(r"sleep-([\d.]+)", model)
+            time.sleep(float(m.group(1)) if m else delay)
+            text = f"echo: {prompt}"
+            usage = {
+                "prompt_tokens": len(prompt.split()),
+                "completion_tokens": len(text.split()),
+                "total_tokens": len(prompt.split()) + len(text.split()),
+            }
+            if body.get("stream"):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for piece in re.findall(r"\S+\s*", text):
+                    chunk = {
+                        "choices": [
+                            {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                        ]
+                    }
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.close_connection = True
+                return
+            self._send(
+                200,
+                {
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion",
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                },
+            )
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            # A client killed mid-request (the tests do that on purpose) is not an error here.
+            if not isinstance(sys.exc_info()[1], ConnectionError):
+                super().handle_error(request, client_address)
+
+    server = Server(("127.0.0.1", port), Handler)
+    return server
+
+
+@contextlib.contextmanager
+def running_server(delay: float = 0.0, api_key: str | None = None) -> Iterator[str]:
+    """Start this file as a server process; yield its base URL (``http://127.0.0.1:P/v1``)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--delay", str(delay)]
+    if api_key is not None:
+        cmd += ["--api-key", api_key]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def stats(base_url: str) -> dict:
+    with urllib.request.urlopen(base_url.rsplit("/v1", 1)[0] + "/stats") as resp:
+        return json.loads(resp.read())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--api-key", default=None)
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args(argv)
+    server = serve(args.delay, args.api_key, args.port)
+    print(server.server_address[1], flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The OpenAI-compatible backend against a real HTTP server process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from chat_server import running_server, stats
+
+from codyn.backends import BackendError, make_backend
+from codyn.errors import ConfigError
+from codyn.generate import GenerateError, generate
+
+GEN = {
+    "max_tokens": 64,
+    "temperature": 0.0,
+    "top_p": 1.0,
+    "concurrency": 4,
+    "timeout_s": 5,
+    "max_retries": 3,
+    "max_error_rate": 0.0,
+}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server() as url:
+        yield url
+
+
+def backend(url, model="echo", gen=None, **cfg):
+    model_cfg = {
+        "backend": "openai",
+        "model_id": model,
+        "base_url": url,
+        "cost": 1,
+        "price_in": 1.0,
+        "price_out": 2.0,
+        "api_key_env": None,
+        "params": {},
+        **cfg,
+    }
+    b = make_backend("m", model_cfg, {**GEN, **(gen or {})})
+    b._sleep = lambda s: None  # Retry-After: 0 anyway; keep the tests fast
+    return b
+
+
+def ask(b, prompt):
+    return b.complete([{"role": "user", "content": prompt}], b.params())
+
+
+def test_answer_tokens_and_cost(server):
+    c = ask(backend(server), "hello there")
+    assert c.text == "echo: hello there"
+    assert (c.input_tokens, c.output_tokens) == (2, 3)
+    assert c.cost_usd == pytest.approx((2 * 1.0 + 3 * 2.0) / 1e6)
+    assert c.finish_reason == "stop" and c.latency_s > 0 and c.model_id == "echo"
+
+
+def test_429_is_retried_until_it_passes(server):
+    c = ask(backend(server, "throttle-2"), "throttled prompt")
+    assert c.text == "echo: throttled prompt"
+    assert stats(server)["per_prompt"]["throttled prompt"] == 3
+
+
+def test_500_is_retried(server):
+    assert ask(backend(server, "error500-1"), "flaky prompt").text == "echo: flaky prompt"
+    assert stats(server)["per_prompt"]["flaky prompt"] == 2
+
+
+def test_throttling_that_outlasts_retries_raises(server):
+    with pytest.raises(BackendError) as err:
+        ask(backend(server, "always429", gen={"max_retries": 2}), "never served")
+    assert err.value.kind == "throttled" and err.value.retryable
+    assert stats(server)["per_prompt"]["never served"] == 3
+
+
+def test_refusal_is_not_retried(server):
+    with pytest.raises(BackendError) as err:
+        ask(backend(server, "refuse"), "REFUSE me")
+    assert err.value.kind == "refused" and not err.value.retryable
+    assert stats(server)["per_prompt"]["REFUSE me"] == 1
+
+
+def test_timeout(server):
+    with pytest.raises(BackendError) as err:
+        ask(backend(server, "sleep-2", gen={"timeout_s": 0.3, "max_retries": 0}), "slow")
+    assert err.value.kind == "timeout"
+
+
+def test_connection_refused():
+    with pytest.raises(BackendError) as err:
+        ask(backend("http://127.0.0.1:9/v1", gen={"max_retries": 0}), "nobody listens")
+    assert err.value.kind == "connection"
+
+
+def test_stream(server):
+    chunks = list(backend(server).stream([{"role": "user", "content": "a b c"}], {}))
+    assert len(chunks) > 1 and "".join(chunks) == "echo: a b c"
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="base_url"):
+        make_backend("m", {"backend": "openai", "model_id": "x", "cost": 1}, GEN)
+    with pytest.raises(ConfigError, match="CODYN_TEST_UNSET_KEY"):
+        ask(backend("http://127.0.0.1:9/v1", api_key_env="CODYN_TEST_UNSET_KEY"), "x")
+
+
+def test_api_key_used_but_never_written(tmp_path, monkeypatch, caplog):
+    secret = "sk-test-6f1d2c9a0b7e4f11"
+    monkeypatch.setenv("CODYN_TEST_KEY", secret)
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"t{i}",
+                    "dataset": "d",
+                    "kind": "generate",
+                    "language": "python",
+                    "prompt": f"task {i}",
+                    "reference": None,
+                    "tests": None,
+                    "label": None,
+                    "meta": {},
+                }
+            )
+            + "\n"
+            for i in range(5)
+        )
+    )
+    with running_server(api_key=secret) as url:
+        cfg = {
+            "backend": "openai",
+            "model_id": "echo",
+            "base_url": url,
+            "cost": 1,
+            "api_key_env": "CODYN_TEST_KEY",
+        }
+        with caplog.at_level(logging.DEBUG):
+            summary = generate(tasks, tmp_path / "out.jsonl", "m", cfg, GEN, 0, tmp_path / "cache")
+        assert summary["errors"] == 0
+        # Without the key the same server refuses: the key really was sent.
+        monkeypatch.setenv("CODYN_TEST_KEY", "wrong")
+        cfg_other = {**cfg, "model_id": "echo2"}
+        with pytest.raises(GenerateError):
+            generate(tasks, tmp_path / "out2.jsonl", "m", cfg_other, GEN, 0, tmp_path / "cache")
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "tasks.jsonl"]
+    assert written
+    for path in written:
+        assert secret not in path.read_text()
+    assert secret not in caplog.text
+
+
+def test_generate_records_errors_and_reasks_them(tmp_path, server):
+    tasks = tmp_path / "tasks.jsonl"
+    prompts = ["ok one", "REFUSE two", "ok three", "ok four"]
+    tasks.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"t{i}",
+                    "dataset": "d",
+                    "kind": "generate",
+                    "language": "python",
+                    "prompt": p,
+                    "reference": None,
+                    "tests": None,
+                    "label": None,
+                    "meta": {},
+                }
+            )
+            + "\n"
+            for i, p in enumerate(prompts)
+        )
+    )
+    cfg = {"backend": "openai", "model_id": "refuse", "base_url": server, "cost": 1}
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(GenerateError) as err:
+        generate(tasks, out, "m", cfg, {**GEN, "max_error_rate": 0.2}, 0, tmp_path / "cache")
+    assert err.value.summary["errors"] == 1 and err.value.summary["error_kinds"] == {"refused": 1}
+    assert not out.exists()
+    summary = generate(tasks, out, "m", cfg, {**GEN, "max_error_rate": 0.25}, 0, tmp_path / "cache")
+    # Answers were cached by the failed run; only the refused prompt is asked again.
+    assert (summary["asked"], summary["cached"], summary["errors"]) == (1, 3, 1)
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["task_id"] for r in recs] == ["t0", "t1", "t2", "t3"]
+    assert recs[1]["text"] is None and recs[1]["error"].startswith("refused")
+    assert recs[0]["text"] == "echo: ok one" and recs[0]["simulated"] is False

@@ -1,0 +1,120 @@
+"""envs/*.yaml (per-stage conda environments for `--sdm conda`) agree with pyproject.
+
+pyproject.toml pins the working set that was resolved together (DESIGN.md
+section 6); a stage environment that pins another version runs code nobody
+tested. Checked for every env file, and every env a rule names must exist.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+ENVS = sorted((REPO / "envs").glob("*.yaml"))
+# Conda packages that are tools, not Python dependencies of codyn.
+CONDA_TOOLS = {"python", "pip", "util-linux", "bubblewrap", "git"}
+# Where Snakemake writes an env file before `conda env create` (it copies it to
+# <workdir>/.snakemake/conda/<hash>.yaml, and conda runs pip from there).
+CONDA_BUILD_DIR = REPO / ".snakemake" / "conda"
+
+
+def norm(name: str) -> str:
+    """PEP 503 name: case and the - _ . separators do not matter."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def project_pins() -> dict[str, str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    specs = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        specs += extra
+    pins = {}
+    for spec in specs:
+        match = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;]+)\s*", spec)
+        assert match, f"pyproject dependency {spec!r} is not pinned with =="
+        pins[norm(match.group(1))] = match.group(2)
+    return pins
+
+
+def env_entries(path: Path) -> tuple[list[str], list[str]]:
+    """(conda dependencies, pip dependencies) of one env file."""
+    spec = yaml.safe_load(path.read_text())
+    assert isinstance(spec, dict) and "dependencies" in spec, f"{path.name}: no dependencies"
+    conda, pip = [], []
+    for dep in spec["dependencies"]:
+        if isinstance(dep, dict):
+            pip += [str(p) for p in dep.get("pip", [])]
+        else:
+            conda.append(str(dep))
+    return conda, pip
+
+
+def test_there_are_stage_envs():
+    names = {p.stem for p in ENVS}
+    assert names, "envs/ holds no environment file"
+
+
+@pytest.mark.parametrize("env", ENVS, ids=lambda p: p.name)
+def test_env_pins_agree_with_pyproject(env):
+    pins = project_pins()
+    conda, pip = env_entries(env)
+    for dep in pip:
+        if dep.startswith("-e") or dep.startswith("."):
+            continue  # codyn itself, checked below
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)", dep.strip())
+        assert match, f"{env.name}: pip entry {dep!r} is not pinned with =="
+        name, version = norm(match.group(1)), match.group(2)
+        assert name in pins, f"{env.name}: {name} is not a pinned dependency in pyproject.toml"
+        assert version == pins[name], f"{env.name}: {name}=={version}, pyproject pins {pins[name]}"
+    for dep in conda:
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*(?:==?\s*([^\s=]+))?", dep.strip())
+        assert match, f"{env.name}: conda entry {dep!r} not understood"
+        name, version = norm(match.group(1)), match.group(2)
+        if name == "python":
+            requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+                "requires-python"
+            ]
+            low = re.search(r">=\s*(\d+\.\d+)", requires).group(1)
+            assert version and tuple(map(int, version.split(".")[:2])) >= tuple(
+                map(int, low.split("."))
+            ), f"{env.name}: python {version} does not satisfy {requires}"
+        elif name in pins:
+            assert version == pins[name], (
+                f"{env.name}: conda {name}={version}, pyproject pins {pins[name]}"
+            )
+        else:
+            assert name in CONDA_TOOLS, (
+                f"{env.name}: conda package {name} is neither a tool nor pinned in pyproject"
+            )
+
+
+@pytest.mark.parametrize("env", ENVS, ids=lambda p: p.name)
+def test_env_installs_this_codyn(env):
+    """The env installs codyn from this checkout, by a path that works where conda runs pip."""
+    _, pip = env_entries(env)
+    local = [dep for dep in pip if dep.startswith("-e") or dep.startswith(".")]
+    assert local, f"{env.name} does not install codyn (scripts import it)"
+    for dep in local:
+        path = dep.removeprefix("-e").strip()
+        resolved = (CONDA_BUILD_DIR / path).resolve()
+        assert (resolved / "pyproject.toml").is_file(), (
+            f"{env.name}: {dep!r} resolves to {resolved} from .snakemake/conda/, where "
+            "Snakemake copies the env file and conda runs pip; the checkout is "
+            f"{REPO} (use '-e ../..')"
+        )
+
+
+def test_every_rule_env_exists():
+    referenced = set()
+    for smk in (REPO / "rules").glob("*.smk"):
+        referenced |= set(re.findall(r'conda:\s*\n\s*"([^"]+)"', smk.read_text()))
+    assert referenced, "no rule names a conda env"
+    for ref in sorted(referenced):
+        assert (REPO / "rules" / ref).resolve().is_file(), (
+            f"a rule names {ref}, which does not exist"
+        )
