@@ -128,6 +128,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-single", type=int, default=32, help="prompts timed one by one")
     parser.add_argument("--out", default=str(REPO / "results" / "benchmarks" / "router_cost.json"))
+    parser.add_argument(
+        "--merge", action="store_true", help="keep other routers' rows of an existing --out file"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -177,6 +180,14 @@ def main(argv=None) -> int:
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"done {name}: {rows[-1]}", file=sys.stderr)
 
+    if args.merge and Path(args.out).is_file():
+        measured = {row["router"] for row in rows}
+        kept = [
+            r
+            for r in json.loads(Path(args.out).read_text())["routers"]
+            if r["router"] not in measured
+        ]
+        rows = kept + rows
     simulated = is_simulated(config)
     report = {
         "config": args.config,
@@ -184,6 +195,8 @@ def main(argv=None) -> int:
         "setting": args.setting,
         "threads": args.threads,
         "cpu_count": os.cpu_count(),
+        # Other work on the machine inflates every number; this says how much there was.
+        "load_average_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
         "simulated": simulated,
         "note": "peak_rss_mb is the max RSS of a fresh process per router (imports included)",
         "routers": rows,

@@ -105,8 +105,21 @@ def _find_sidecar(path: str, root: Path) -> tuple[str, dict] | None:
     return None
 
 
+# sha256 of files already hashed during one trace() (a chain reads the same
+# split or matrix from many jobs); None outside trace(), where nothing is cached.
+_SHA_CACHE: dict[Path, str | None] | None = None
+
+
+def _current_sha(path: Path) -> str | None:
+    if _SHA_CACHE is None:
+        return content_sha256(path)
+    if path not in _SHA_CACHE:
+        _SHA_CACHE[path] = content_sha256(path)
+    return _SHA_CACHE[path]
+
+
 def _file_state(path: str, recorded_sha: str | None, root: Path) -> dict:
-    current = content_sha256(root / path)
+    current = _current_sha(root / path)
     if current is None:
         status = STATUS_MISSING
     elif recorded_sha is None:
@@ -159,6 +172,27 @@ def _snakemake_summary(meta: dict | None) -> dict | None:
         "software_stack_hash": meta.get("software_stack_hash"),
         "record_format_version": meta.get("record_format_version"),
     }
+
+
+def raw_files(manifest: str, root: Path) -> list[dict]:
+    """Files a fetch job's MANIFEST.json lists (data/raw/{dataset}/), checked now.
+
+    The manifest is fetch's one declared output; the raw files beside it are
+    what the chain ends in, so they are shown with their recorded sha256.
+    """
+    try:
+        listed = json.loads((root / manifest).read_text()).get("files", [])
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return []
+    folder = Path(manifest).parent
+    out = []
+    for entry in listed if isinstance(listed, list) else []:
+        if not isinstance(entry, dict) or "path" not in entry:
+            continue
+        state = _file_state(str(folder / entry["path"]), entry.get("sha256"), root)
+        state["origin"] = entry.get("origin") or entry.get("url")
+        out.append(state)
+    return out
 
 
 def _job_from_records(output: str, sidecar: dict | None, meta: dict | None, root: Path) -> dict:
@@ -231,6 +265,15 @@ def _job_from_records(output: str, sidecar: dict | None, meta: dict | None, root
             "seconds": None,
             "sidecar": None,
         }
+    job["raw_files"] = [
+        raw
+        for item in outputs
+        if Path(item["path"]).name == "MANIFEST.json" and item["current_sha256"]
+        for raw in raw_files(item["path"], root)
+    ]
+    for raw in job["raw_files"]:
+        if raw["status"] != STATUS_OK:
+            problems.append(f"raw file {raw['path']}: {raw['status']}")
     job["snakemake"] = _snakemake_summary(meta)
     if meta is not None and meta.get("incomplete"):
         problems.append("Snakemake marks this output incomplete")
@@ -255,6 +298,16 @@ def trace(path: str | os.PathLike, root: str | os.PathLike = ".") -> dict:
     ``jobs`` is breadth-first from the target (job 0 made the target), each job's
     inputs name the job that made them (``from_job``) or are sources.
     """
+    global _SHA_CACHE
+    _SHA_CACHE = {}
+    try:
+        return _trace(path, root)
+    finally:
+        _SHA_CACHE = None
+
+
+def _trace(path: str | os.PathLike, root: str | os.PathLike = ".") -> dict:
+    """The body of :func:`trace`."""
     root = Path(root)
     target = _relative(path, root)
     jobs: list[dict] = []
@@ -361,7 +414,7 @@ def format_chain(chain: dict) -> str:
         wc = ", ".join(f"{k}={v}" for k, v in job["wildcards"].items()) or "-"
         lines.append(f"job {job['id']}: rule {job['rule']}  ({wc})")
         if job["started"]:
-            took = f"  ({job['seconds']:.1f} s)" if job["seconds"] is not None else ""
+            took = f"  ({job['seconds']:.2f} s)" if job["seconds"] is not None else ""
             lines.append(
                 f"  ran       {job['started']} -> {job['ended']}{took} on {job.get('host')}"
             )
@@ -395,12 +448,17 @@ def format_chain(chain: dict) -> str:
             lines.append(
                 f"  output    {item['path']}  sha256 {_short(item['sha256'])}  [{item['status']}]"
             )
+        for raw in job.get("raw_files", []):
+            origin = f"  from {raw['origin']}" if raw.get("origin") else ""
+            lines.append(
+                f"  raw file  {raw['path']}  sha256 {_short(raw['sha256'])}  [{raw['status']}]{origin}"
+            )
         smk = job.get("snakemake")
         if smk:
             lines.append(
                 f"  snakemake record: rule {smk['rule']}, {len(smk['input'])} input(s), "
                 f"{len(smk['input_checksums'])} checksum(s), {smk['starttime']} -> {smk['endtime']}"
-                + (", conda env" if smk["conda_env"] else "")
+                + (", conda env recorded" if smk["conda_env"] else "")
             )
         else:
             lines.append("  snakemake record: none (.snakemake/metadata has no entry)")

@@ -749,9 +749,12 @@ class RoutingService:
         self.metrics.in_flight.inc()
         handed_over = False
         try:
+            # Waiting for a slot is the overload case (503); the rest of the time budget is
+            # the request's own (504).
+            lease = await self.acquire()
+            remaining = self.settings["request_timeout_s"] - (time.perf_counter() - t0)
             try:
-                async with asyncio.timeout(self.settings["request_timeout_s"]):
-                    lease = await self.acquire()
+                async with asyncio.timeout(max(remaining, 0.0)):
                     order = await self.plan(req, rec)
                     if req["stream"]:
                         response = await self.start_stream(req, rec, order, lease, t0)
@@ -1047,7 +1050,14 @@ def create_app(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="codyn serve", description="OpenAI-compatible routing server.")
+    p = argparse.ArgumentParser(
+        prog="codyn serve",
+        description="OpenAI-compatible routing server: POST /v1/chat/completions, GET /v1/models, "
+        "GET /health, GET /metrics.",
+        epilog="Request model 'codyn-auto' routes with serve.cost_weight, 'codyn-auto:0.25' with "
+        "cost weight 0.25, a portfolio model name goes to that model without routing. Limits, "
+        "timeouts, auth (serve.auth_token_env) and the call log: the 'serve' config section.",
+    )
     p.add_argument("--router", required=True, help="router folder (with router.json)")
     p.add_argument(
         "--config", required=True, nargs="+", help="config file(s) defining the router's portfolio"

@@ -1,6 +1,7 @@
 # Stage: train (see DESIGN.md section 3). One job per (router, cost setting): fit on the
-# train rows of every training dataset, then one prediction job per (router, setting,
-# dataset) over all rows of that dataset (train + test; generalisation sets too).
+# train rows of every training dataset, then one prediction job per (router, setting)
+# that writes a file per dataset over all its rows (train + test; generalisation sets
+# too): loading a router once, not once per dataset, is most of a prediction's cost.
 # Routers with `gpu: true` (cls, ar-*) train in rule train_gpu (resources gpu=1, which
 # profiles/slurm maps to one A10G); they fall back to the CPU where no GPU is present.
 import re
@@ -66,11 +67,13 @@ use rule train_router as train_gpu with:
 rule predict_router:
     input:
         router=codyn_paths.ROUTER_JSON,
-        targets=codyn_paths.TARGETS,
+        targets=expand(codyn_paths.TARGETS, dataset=RUN_DATASETS),
     output:
-        predictions=codyn_paths.PREDICTIONS,
+        predictions=expand(
+            codyn_paths.PREDICTIONS, dataset=RUN_DATASETS, allow_missing=True
+        ),
     log:
-        "logs/predict_router/{router}/{setting}/{dataset}.log",
+        "logs/predict_router/{router}/{setting}.log",
     wildcard_constraints:
         router=router_pattern(RUN_ROUTERS),
         setting=router_pattern(SETTINGS),
@@ -81,6 +84,6 @@ rule predict_router:
         mem_mb=lambda wildcards: TRAIN_ROUTERS[wildcards.router].get("mem_mb", 2000),
         runtime=30,
     message:
-        "predictions of router {wildcards.router} ({wildcards.setting}) on {wildcards.dataset}"
+        "predictions of router {wildcards.router} ({wildcards.setting}) on every dataset"
     script:
         "../scripts/predict.py"

@@ -1,8 +1,13 @@
-"""Snakemake entry point of rule predict_router: codyn.routers.pipeline.predict_router."""
+"""Snakemake entry point of rule predict_router: codyn.routers.pipeline.predict_datasets."""
 
 from codyn.job import job
-from codyn.routers.pipeline import predict_router
+from codyn.routers.pipeline import predict_datasets
 
 with job(snakemake) as log:  # noqa: F821
     smk = snakemake  # noqa: F821
-    predict_router(smk.input.router, smk.input.targets, smk.output.predictions, threads=smk.threads)
+    predict_datasets(
+        smk.input.router,
+        list(smk.input.targets),
+        list(smk.output.predictions),
+        threads=smk.threads,
+    )

@@ -7,6 +7,9 @@ The served model name decides the behaviour:
 - ``fail-*``: HTTP 500 (a broken upstream, to test fallback).
 - ``slow-<seconds>``: sleeps, then answers like ``echo``.
 
+A last message containing ``[cut]`` makes a stream break off (connection dropped) after
+two chunks.
+
 Run: ``python tests/openai_upstream.py --port 0 --port-file F``.
 """
 
@@ -68,6 +71,8 @@ def create_app() -> FastAPI:
                     }
                     yield f"data: {json.dumps(chunk)}\n\n"
                     await asyncio.sleep(0)
+                    if i == 1 and "[cut]" in str(messages[-1].get("content")):
+                        raise RuntimeError("upstream dropped the stream on purpose")
                 done = {
                     "id": "up-1",
                     "object": "chat.completion.chunk",

@@ -338,7 +338,9 @@ def test_load_evals_rejects_broken_records(tmp_path):
 
 def test_held_out_split_is_evaluated_on_all_rows(tmp_path):
     mpath, spath, ppath, scores, split = make_dataset(tmp_path, n=20)
-    spath.write_text(json.dumps({"train": [], "test": split["train"] + split["test"], "held_out": True}))
+    spath.write_text(
+        json.dumps({"train": [], "test": split["train"] + split["test"], "held_out": True})
+    )
     rec = run_eval(mpath, spath, ppath)
     assert rec["scope"] == "all" and rec["n_tasks"] == 20 and rec["calibration"] is None
     assert rec["sbs_from"] == "evaluated rows"

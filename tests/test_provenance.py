@@ -302,3 +302,46 @@ def test_key_facts_found_anywhere_in_params():
         "cost": 1.0,
         "setting": "setting2",
     }
+
+
+def test_raw_files_of_a_fetch_manifest_are_checked(tmp_path):
+    raw = tmp_path / "data/raw/ds"
+    raw.mkdir(parents=True)
+    (raw / "a.jsonl").write_text("a\n")
+    (raw / "b.jsonl").write_text("b\n")
+    files = [
+        {"path": name, "sha256": sha256_file(raw / name), "origin": f"https://example.org/{name}"}
+        for name in ("a.jsonl", "b.jsonl")
+    ] + [{"path": "gone.jsonl", "sha256": "0" * 64}]
+    (raw / "MANIFEST.json").write_text(json.dumps({"files": files}))
+    (raw / "b.jsonl").write_text("edited\n")
+    states = {r["path"]: r for r in provenance.raw_files("data/raw/ds/MANIFEST.json", tmp_path)}
+    assert states["data/raw/ds/a.jsonl"]["status"] == provenance.STATUS_OK
+    assert states["data/raw/ds/a.jsonl"]["origin"] == "https://example.org/a.jsonl"
+    assert states["data/raw/ds/b.jsonl"]["status"] == provenance.STATUS_MODIFIED
+    assert states["data/raw/ds/gone.jsonl"]["status"] == provenance.STATUS_MISSING
+
+
+def test_git_state_names_the_commit_and_a_dirty_tree(tmp_path):
+    from codyn.job import git_state
+
+    assert git_state(tmp_path) == {"commit": None, "dirty": None}  # not a checkout
+
+    def git(*args):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+        )
+
+    git("init", "-q")
+    (tmp_path / "Snakefile").write_text("rule all:\n    input: []\n")
+    git("add", "Snakefile")
+    git("commit", "-q", "-m", "first")
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True
+    ).stdout.strip()
+    assert git_state(tmp_path) == {"commit": head, "dirty": False}
+    (tmp_path / "Snakefile").write_text("# edited\n")
+    assert git_state(tmp_path) == {"commit": head, "dirty": True}

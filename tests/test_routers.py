@@ -18,7 +18,7 @@ import pytest
 from codyn.errors import InputError
 from codyn.matrix import Matrix
 from codyn.routers import ROUTER_TYPES, load_router, make_router
-from codyn.routers.pipeline import predict_router, train_router
+from codyn.routers.pipeline import predict_datasets, predict_router, train_router
 from codyn.routing_data import load_routing_data
 from codyn.splits import build_targets, make_split
 
@@ -241,6 +241,23 @@ def test_embedding_routers_separate_the_two_kinds(trained, data):
         assert accuracy >= 0.9, (name, accuracy)
 
 
+def test_embeddings_are_cached_on_disk(cache, data, monkeypatch):
+    from codyn.routers.embeddings import Embedder
+
+    first = Embedder(cache_dir=cache / "emb")
+    vectors = first.encode(data.prompts[:4])
+    assert first.misses == 4 and vectors.shape == (4, 384)
+    again = Embedder(cache_dir=cache / "emb")
+    np.testing.assert_array_equal(again.encode(data.prompts[:4]), vectors)
+    assert again.hits == 4 and again.misses == 0
+    assert len(list((cache / "emb").rglob("*.npy"))) == 4
+    monkeypatch.setenv("CODYN_EMBED_CACHE", "0")
+    np.testing.assert_allclose(
+        Embedder(cache_dir=cache / "off").encode(data.prompts[:4]), vectors, atol=1e-5
+    )
+    assert not (cache / "off").exists()
+
+
 def test_rorf_scores_only_its_pair(trained, data):
     scores = trained["rorf"][0].predict_scores(data.prompts[:4])
     assert np.isneginf(scores[:, MODELS.index("m-mid")]).all()
@@ -444,3 +461,19 @@ def test_pipeline_train_and_predict(tmp_path, targets, cache):
     oracle = predict_router(oracle_dir / "router.json", other, tmp_path / "oracle.parquet")
     expected = load_routing_data([other], "setting1", split=None).targets
     np.testing.assert_array_equal(oracle[[f"pred::{m}" for m in MODELS]].to_numpy(), expected)
+
+
+def test_predict_datasets_checks_every_portfolio_first(tmp_path, targets, trained):
+    folder = trained["sbs"][1]
+    frame = pq.read_table(targets).to_pandas()
+    meta = json.loads(pq.read_table(targets).schema.metadata[b"codyn"])
+    rename = {c: c.replace("m-mid", "m-other") for c in frame.columns}
+    meta = {**meta, "models": [m.replace("m-mid", "m-other") for m in meta["models"]]}
+    other = write_targets(tmp_path / "other.parquet", frame.rename(columns=rename), meta)
+    outs = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    with pytest.raises(InputError, match="differs from the router's") as err:
+        predict_datasets(folder / "router.json", [targets, other], outs)
+    assert err.value.field == "models" and "other.parquet" in str(err.value)
+    assert not any(p.exists() for p in outs)
+    predict_datasets(folder / "router.json", [targets, targets], outs)
+    assert all(p.exists() for p in outs)

@@ -263,3 +263,34 @@ def test_program_is_an_importable_module(sandbox, guarded):
     program = "import pickle, sys\nclass Point:\n    pass\nprint(type(pickle.loads(pickle.dumps(Point()))).__name__)\n"
     res = sandbox.run(program)
     assert (res.status, res.stdout) == ("ok", "Point\n"), res
+
+
+def test_dead_worker_is_replaced(sandbox, guarded):
+    os.kill(sandbox.worker_pids()[0], 9)
+    os.kill(sandbox.worker_pids()[1], 9)
+    results = [sandbox.run("print('after')") for _ in range(4)]
+    assert results[-1].stdout == "after\n"
+    assert all(r.status in ("ok", "runtime_error") for r in results)
+
+
+def test_program_dies_with_its_worker(sandbox, guarded):
+    import threading
+
+    uids = set(sandbox.worker_uids())
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(sandbox.run("import time\ntime.sleep(30)")))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while len(_uid_processes(uids)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_uid_processes(uids)) >= 2, "the sleeping programs did not start"
+    for pid in sandbox.worker_pids():
+        os.kill(pid, 9)
+    for thread in threads:
+        thread.join(timeout=10)
+    assert [r.status for r in results] == ["runtime_error", "runtime_error"]
+    # guarded then checks that no process of the old uids is left.

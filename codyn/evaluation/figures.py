@@ -65,16 +65,17 @@ def _overlap(a, b) -> float:
     return max(w, 0) * max(h, 0)
 
 
-def place_labels(ax, xs, ys, labels, fontsize: float = 7.0, color="black") -> list:
-    """Annotate each point, choosing the first offset whose box overlaps nothing placed."""
+def place_labels(ax, xs, ys, labels, fontsize: float = 7.0, color="black", obstacles=()) -> list:
+    """Annotate each point, choosing the first offset whose box overlaps nothing placed
+    (other labels, the labelled points, and the unlabelled ``obstacles`` points)."""
     fig = ax.figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     axes_box = ax.get_window_extent(renderer)
     taken = []
-    for x, y in zip(xs, ys, strict=True):
+    for x, y in [*zip(xs, ys, strict=True), *obstacles]:
         px, py = ax.transData.transform((x, y))
-        r = 3.0
+        r = 4.0
         taken.append(matplotlib.transforms.Bbox([[px - r, py - r], [px + r, py + r]]))
     placed = []
     for x, y, text in zip(xs, ys, labels, strict=True):
@@ -136,6 +137,14 @@ def _panel_grid(n: int, width: float = 5.2, height: float = 4.2):
     return fig, list(axes.flat[:n])
 
 
+def _drawn_routers(records: list[dict], routers) -> list[str]:
+    """Routers drawn as points: all but oracle/SBS, which the references show (the
+    oracle's dashed lines, the single model marked "(SBS)") by the paper's definitions."""
+    types = {r["router"]: r["router_type"] for r in records}
+    names = routers or list(dict.fromkeys(r["router"] for r in records))
+    return [r for r in names if types.get(r) not in tables.REFERENCE_TYPES]
+
+
 def _router_color(routers: list[str], router: str):
     return ROUTER_COLORS[routers.index(router) % len(ROUTER_COLORS)] if router in routers else "k"
 
@@ -149,9 +158,12 @@ def _scatter_panel(ax, recs: list[dict], settings: Mapping[str, float], routers:
     ax.scatter(mx, my, s=40, color=MODEL_COLOR, alpha=0.55, zorder=2)
     ax.axvline(ref["oracle"]["cost"], ls="--", lw=0.9, color=ORACLE_COLOR, zorder=1)
     ax.axhline(ref["oracle"]["effectiveness"], ls="--", lw=0.9, color=ORACLE_COLOR, zorder=1)
-    ys = list(my)
+    ys = [*my, ref["oracle"]["effectiveness"]]
+    drawn = []
     setting_names = list(settings)
     for rec in recs:
+        if rec["router_type"] in tables.REFERENCE_TYPES:
+            continue  # oracle and SBS are the dashed lines and the "(SBS)" model
         if rec["router_type"] in tables.SINGLE_ROW_TYPES and rec["setting"] != setting_names[0]:
             continue  # a baseline ignores the setting: draw it once
         d = rec["decision"]
@@ -166,6 +178,7 @@ def _scatter_panel(ax, recs: list[dict], settings: Mapping[str, float], routers:
             zorder=3,
         )
         ys.append(d["effectiveness"])
+        drawn.append((d["cost"], d["effectiveness"]))
     ax.set_xlabel("cost (Eq. 2, relative to the most expensive model)")
     ax.set_ylabel("effectiveness (mean raw score)")
     ax.set_xlim(-0.04, 1.08)
@@ -173,12 +186,22 @@ def _scatter_panel(ax, recs: list[dict], settings: Mapping[str, float], routers:
     pad = max(0.05, 0.12 * (hi - lo))
     ax.set_ylim(lo - pad, hi + pad)
     ax.grid(alpha=0.25)
-    place_labels(ax, mx, my, [_short(m) for m in models], color="#1f3f6f")
+    sbs = ref["sbs"]["model"]
+    labels = [_short(m) + (" (SBS)" if m == sbs else "") for m in models]
+    place_labels(ax, mx, my, labels, color="#1f3f6f", obstacles=drawn)
 
 
 def _legend_handles(settings: Mapping[str, float], routers: list[str]) -> list:
     handles = [
-        Line2D([], [], ls="", marker="o", color=MODEL_COLOR, alpha=0.55, label="single model"),
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            color=MODEL_COLOR,
+            alpha=0.55,
+            label="single model; (SBS) = single best solver",
+        ),
         Line2D([], [], ls="--", color=ORACLE_COLOR, label="oracle cost / effectiveness"),
     ]
     for i, (name, lam) in enumerate(settings.items()):
@@ -238,7 +261,7 @@ def cost_performance(
 ) -> None:
     """Figures 2 and 3: one panel per dataset."""
     groups = _by_dataset(records)
-    routers = routers or list(dict.fromkeys(r["router"] for r in records))
+    routers = _drawn_routers(records, routers)
     fig, axes = _panel_grid(len(groups))
     for ax, (ds, recs) in zip(axes, groups.items(), strict=True):
         _scatter_panel(ax, recs, settings, routers)
@@ -372,7 +395,7 @@ def generalisation(
 ) -> None:
     """Figure 5: per held-out dataset, cost-performance (left) and share of calls (right)."""
     groups = _by_dataset(records)
-    routers = routers or list(dict.fromkeys(r["router"] for r in records))
+    routers = _drawn_routers(records, routers)
     n_rows = max(len({(r["router"], r["setting"]) for r in recs}) for recs in groups.values())
     height = max(4.6, 0.28 * n_rows + 1.6)
     fig, axes = plt.subplots(

@@ -175,6 +175,7 @@ class _ArRouter(Router):
     defaults = {
         "base_model": "tiny-qwen2",
         "epochs": 3,
+        "max_steps": None,
         "lr": 2e-5,
         "batch_size": 4,
         "grad_accum": 1,
@@ -187,6 +188,9 @@ class _ArRouter(Router):
         "decoding": "constrained",
         "predict_batch_size": 16,
         "bf16": False,
+        # trl turns it on by default; it trades compute for memory, which pays off only
+        # for big models on a GPU.
+        "gradient_checkpointing": False,
         "device": "auto",
         "threads": None,
         "chat_template": "auto",
@@ -281,6 +285,8 @@ class _ArRouter(Router):
         return {
             "output_dir": output_dir,
             "num_train_epochs": float(self.params["epochs"]),
+            # max_steps (when set) caps training below the epochs (the CPU demo's budget).
+            "max_steps": int(self.params["max_steps"] or -1),
             "per_device_train_batch_size": int(self.params["batch_size"]),
             "gradient_accumulation_steps": int(self.params["grad_accum"]),
             "learning_rate": float(self.params["lr"]),
@@ -289,6 +295,7 @@ class _ArRouter(Router):
             "optim": "adamw_torch",
             "use_cpu": device == "cpu",
             "bf16": bool(self.params["bf16"]) and device == "cuda",
+            "gradient_checkpointing": bool(self.params["gradient_checkpointing"]),
             "seed": self.seed,
             "data_seed": self.seed,
             "logging_steps": 1,

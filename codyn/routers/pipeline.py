@@ -50,8 +50,13 @@ def train_router(
     params = dict(params)
     if "type" not in params:
         raise InputError("router entry has no type", field="type")
-    if threads and params.get("threads") is None and params["type"] in ("cls", "ar-sft", "ar-grpo"):
-        params["threads"] = int(threads)
+    if threads:
+        import torch
+
+        # The rule's threads bound every router (the encoders of knn/mlp/rorf run torch too).
+        torch.set_num_threads(int(threads))
+        if params.get("threads") is None and params["type"] in ("cls", "ar-sft", "ar-grpo"):
+            params["threads"] = int(threads)
     data = load_routing_data([str(p) for p in target_paths], setting, split="train")
     if lambda2 is not None and not np.isclose(data.lambda2, float(lambda2)):
         raise InputError(
@@ -89,10 +94,11 @@ def predict_router(
     targets_path: str | Path,
     out_path: str | Path,
     threads: int | None = None,
+    router=None,
 ) -> pd.DataFrame:
     """Score every row (train and test) of one targets file with a saved router."""
     router_dir = Path(router_json).parent
-    router = load_router(router_dir)
+    router = router or load_router(router_dir)
     if threads:
         import torch
 
@@ -143,3 +149,20 @@ def predict_router(
         "predicted %d rows of %s with %s in %.1fs", len(frame), info["dataset"], router_dir, seconds
     )
     return frame
+
+
+def predict_datasets(router_json, targets_paths, out_paths, threads: int | None = None) -> None:
+    """:func:`predict_router` for several datasets, loading the router once."""
+    if len(targets_paths) != len(out_paths):
+        raise ValueError("one output per targets file")
+    router = load_router(Path(router_json).parent)
+    for targets_path in targets_paths:  # every portfolio check before any output
+        _, meta = read_targets(targets_path)
+        if list(meta["models"]) != list(router.models):
+            raise InputError(
+                f"dataset portfolio {meta['models']} differs from the router's {router.models}",
+                path=targets_path,
+                field="models",
+            )
+    for targets_path, out_path in zip(targets_paths, out_paths, strict=True):
+        predict_router(router_json, targets_path, out_path, threads=threads, router=router)

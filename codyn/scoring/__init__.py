@@ -1,0 +1,1 @@
+"""Score stage: code extraction, the sandbox, execution/CodeBLEU/classification scoring."""

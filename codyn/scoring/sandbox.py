@@ -34,7 +34,9 @@ killed). The verdict travels on a private pipe (fd 3) with a per-run nonce.
 Isolation modes (config ``scoring.isolation``)
     ``unshare``  util-linux ``unshare --net --mount`` (plus ``--user
                  --map-root-user`` when not root): no network at all (the namespace
-                 has only a downed loopback), private tmpfs ``/tmp``.
+                 has only its own loopback, which the worker brings up so programs
+                 can talk to themselves), private tmpfs ``/tmp``, root's 0700 home
+                 replaced by an empty tmpfs with only the interpreter bound back.
     ``bwrap``    bubblewrap ``--unshare-all --die-with-parent`` with a read-only
                  root, private ``/tmp`` and ``/proc``. Not installed on the
                  development machine, hence only used when present and probed.
@@ -73,7 +75,7 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ RUN_STATUSES = ("ok", "fail", "timeout", "runtime_error", "syntax_error", "memor
 ISOLATION_MODES = ("auto", "bwrap", "unshare", "none")
 UID_BASE = 2_000_000  # far above any real account; + worker pid keeps concurrent workers apart
 CLONE_NEWPID = 0x20000000
+PR_SET_PDEATHSIG = 1
 STATUS_FD = 3
 DETAIL_CHARS = 400
 EXIT_GRACE_S = 0.2
@@ -130,7 +133,7 @@ class RunResult:
     exit_code: int | None = None
     signal: int | None = None
     duration_s: float = 0.0
-    extra: dict = field(default_factory=dict)
+    cpu_s: float = 0.0
 
 
 # --------------------------------------------------------------------------- worker side
@@ -147,6 +150,15 @@ def _try_new_pid_namespace() -> bool:
         return _libc().unshare(CLONE_NEWPID) == 0
     except (OSError, AttributeError):
         return False
+
+
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG(SIGKILL): the kernel kills us when our parent dies."""
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(73)
 
 
 def _set_limits(limits: dict) -> None:
@@ -209,6 +221,9 @@ def _program_child(
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
+        # After the uid change (which clears it): if A dies, so does B and with it
+        # the whole PID namespace.
+        _die_with_parent()
         os.environ.clear()
         os.environ.update(CLEAN_ENV, HOME=workdir, TMPDIR=workdir)
         os.umask(0o077)
@@ -272,6 +287,8 @@ def _program_child(
 def _namespace_parent(req, workdir, uid, stdin_fd, out_w, err_w, st_w, pid_w) -> None:
     """Child A: new PID namespace, fork B into it, report B's pid, mirror B's end. Never returns."""
     try:
+        # A worker killed mid-run takes its running program down with it.
+        _die_with_parent()
         use_pidns = req.get("pid_namespace", True) and _try_new_pid_namespace()
         pid_b = os.fork()
         if pid_b == 0:
@@ -806,6 +823,7 @@ class Sandbox:
             status=res.get("status", "runtime_error"),
             detail=res.get("detail", ""),
             duration_s=float(res.get("duration_s") or 0.0),
+            cpu_s=float(res.get("cpu_s") or 0.0),
             **known,
         )
 
