@@ -195,6 +195,14 @@ def raw_files(manifest: str, root: Path) -> list[dict]:
     return out
 
 
+def manifest_generator(manifest: str, root: Path) -> dict | None:
+    try:
+        generator = json.loads((root / manifest).read_text()).get("generator")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return generator if isinstance(generator, dict) else None
+
+
 def _job_from_records(output: str, sidecar: dict | None, meta: dict | None, root: Path) -> dict:
     problems = []
     if sidecar is not None:
@@ -274,6 +282,15 @@ def _job_from_records(output: str, sidecar: dict | None, meta: dict | None, root
     for raw in job["raw_files"]:
         if raw["status"] != STATUS_OK:
             problems.append(f"raw file {raw['path']}: {raw['status']}")
+    # Datasets codyn makes itself have no raw files; their manifest names the maker.
+    job["generator"] = next(
+        (
+            manifest_generator(item["path"], root)
+            for item in outputs
+            if Path(item["path"]).name == "MANIFEST.json" and item["current_sha256"]
+        ),
+        None,
+    )
     job["snakemake"] = _snakemake_summary(meta)
     if meta is not None and meta.get("incomplete"):
         problems.append("Snakemake marks this output incomplete")
@@ -452,6 +469,11 @@ def format_chain(chain: dict) -> str:
             origin = f"  from {raw['origin']}" if raw.get("origin") else ""
             lines.append(
                 f"  raw file  {raw['path']}  sha256 {_short(raw['sha256'])}  [{raw['status']}]{origin}"
+            )
+        if job.get("generator"):
+            gen = job["generator"]
+            lines.append(
+                f"  made by   {gen.get('module', '?')}  sha256 {_short(gen.get('sha256'))}"
             )
         smk = job.get("snakemake")
         if smk:

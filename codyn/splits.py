@@ -20,7 +20,15 @@ Two files per dataset, both written down so every router and setting reads the s
     lambda1 * norm + lambda2 * CS^-1 (codyn.ranking). A held-out dataset has no train
     rows; its scaler is fitted on all its rows (its targets are never trained on).
     Metadata ``codyn``: models, costs, settings {name: lambda2}, lambda1,
-    scaler {m: {mean, std}}, scaler_fit, simulated, dataset.
+    scaler {m: {mean, std}}, scaler_fit, normalisation, simulated, dataset.
+
+Normalisation (config ``splits.normalisation``):
+    ``per_model`` (default; the paper's A.7 and DESIGN.md): each model column scaled on
+    its own. It changes which model is best on a row: a weak model's rare success gets a
+    large z-score, so the argmax of ``norm`` is not the raw-score oracle.
+    ``per_dataset``: one mean and std over all of the dataset's train scores, shared by
+    every model; it brings datasets to one scale without reordering models in a row.
+    ``none``: raw scores. See benchmarks/NOTES.md for what each does to router quality.
 """
 
 from __future__ import annotations
@@ -121,8 +129,25 @@ def read_split(path, task_ids=None) -> dict:
     return split
 
 
-def fit_scaler(scores: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Per column mean and population std; a constant column gets std 1."""
+NORMALISATIONS = ("per_model", "per_dataset", "none")
+
+
+def fit_scaler(
+    scores: pd.DataFrame, normalisation: str = "per_model"
+) -> dict[str, dict[str, float]]:
+    """Mean and population std per model column (``per_model``), shared by all columns
+    (``per_dataset``), or the identity (``none``); a constant column gets std 1."""
+    if normalisation not in NORMALISATIONS:
+        raise InputError(
+            f"unknown normalisation {normalisation!r} (allowed: {', '.join(NORMALISATIONS)})",
+            field="splits.normalisation",
+        )
+    if normalisation == "none":
+        return {m: {"mean": 0.0, "std": 1.0} for m in scores.columns}
+    if normalisation == "per_dataset":
+        flat = scores.to_numpy(dtype=float).ravel()
+        mean, std = (float(flat.mean()), float(flat.std(ddof=0))) if flat.size else (0.0, 1.0)
+        return {m: {"mean": mean, "std": std if std > 1e-12 else 1.0} for m in scores.columns}
     out = {}
     for m in scores.columns:
         col = scores[m].to_numpy(dtype=float)
@@ -132,7 +157,12 @@ def fit_scaler(scores: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def build_targets(
-    matrix: Matrix, split: dict, *, settings: dict[str, float], lambda1: float = 1.0
+    matrix: Matrix,
+    split: dict,
+    *,
+    settings: dict[str, float],
+    lambda1: float = 1.0,
+    normalisation: str = "per_model",
 ) -> tuple[pd.DataFrame, dict]:
     """The targets frame and metadata (see module docstring)."""
     ids = matrix.frame["task_id"].astype(str)
@@ -141,7 +171,7 @@ def build_targets(
     raw = matrix.scores()
     train_mask = part == "train"
     held_out = bool(split.get("held_out")) or not train_mask.any()
-    scaler = fit_scaler(raw if held_out else raw[train_mask])
+    scaler = fit_scaler(raw if held_out else raw[train_mask], normalisation)
     frame = matrix.frame[["task_id", "dataset", "kind", "prompt"]].copy()
     frame["task_id"] = ids.values
     frame["split"] = part
@@ -161,6 +191,7 @@ def build_targets(
         "lambda1": float(lambda1),
         "scaler": scaler,
         "scaler_fit": "all rows (held-out dataset)" if held_out else "train rows",
+        "normalisation": normalisation,
         "simulated": bool(matrix.simulated),
         "dataset": str(
             matrix.meta.get("dataset") or (frame["dataset"].iloc[0] if len(frame) else "")
@@ -171,11 +202,19 @@ def build_targets(
 
 
 def write_targets(
-    matrix_path, split_path, targets_path, *, settings: dict[str, float], lambda1: float = 1.0
+    matrix_path,
+    split_path,
+    targets_path,
+    *,
+    settings: dict[str, float],
+    lambda1: float = 1.0,
+    normalisation: str = "per_model",
 ):
     matrix = Matrix.load(matrix_path)
     split = read_split(split_path, matrix.task_ids)
-    frame, meta = build_targets(matrix, split, settings=settings, lambda1=lambda1)
+    frame, meta = build_targets(
+        matrix, split, settings=settings, lambda1=lambda1, normalisation=normalisation
+    )
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata(
         {**(table.schema.metadata or {}), b"codyn": json.dumps(meta).encode()}

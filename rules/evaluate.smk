@@ -51,15 +51,24 @@ evaluate_targets = (
 )
 
 
+# One job per (router, setting) over every dataset: starting Python and loading the
+# libraries is most of a job's cost, and the predictions come per (router, setting) too.
+EVAL_DATASETS = list(dict.fromkeys(TRAIN_DATASETS + GEN_DATASETS))
+
+
 rule evaluate:
     input:
-        matrix=codyn_paths.MATRIX,
-        split=codyn_paths.SPLIT,
-        predictions=codyn_paths.PREDICTIONS,
+        matrices=expand(codyn_paths.MATRIX, dataset=EVAL_DATASETS),
+        splits=expand(codyn_paths.SPLIT, dataset=EVAL_DATASETS),
+        predictions=expand(
+            codyn_paths.PREDICTIONS,
+            dataset=EVAL_DATASETS,
+            allow_missing=True,
+        ),
     output:
-        codyn_paths.EVAL,
+        expand(codyn_paths.EVAL, dataset=EVAL_DATASETS, allow_missing=True),
     log:
-        "logs/evaluate/{dataset}/{router}/{setting}.log",
+        "logs/evaluate/{router}/{setting}.log",
     wildcard_constraints:
         router="|".join(map(re.escape, RUN_ROUTERS)) or "(?!)",
         setting="|".join(map(re.escape, SETTINGS)) or "(?!)",
@@ -70,11 +79,12 @@ rule evaluate:
         mem_mb=1000,
         runtime=10,
     params:
+        datasets=EVAL_DATASETS,
         router_type=lambda wildcards: EVAL_ROUTER_TYPES[wildcards.router],
         costs=EVAL_COSTS,
         evaluation=config["evaluation"],
     message:
-        "evaluate router {wildcards.router} ({wildcards.setting}) on {wildcards.dataset}"
+        "evaluate router {wildcards.router} ({wildcards.setting}) on {params.datasets}"
     script:
         "../scripts/evaluate.py"
 

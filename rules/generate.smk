@@ -4,13 +4,11 @@
 from codyn import generate as codyn_generate
 from codyn import paths as codyn_paths
 
-
-def generate_targets():
-    return expand(
-        codyn_paths.RESPONSES,
-        dataset=codyn_generate.generated_datasets(config, RUN_DATASETS),
-        model=codyn_generate.generated_models(config),
-    )
+generate_targets = lambda: expand(
+    codyn_paths.RESPONSES,
+    dataset=codyn_generate.generated_datasets(config, RUN_DATASETS),
+    model=codyn_generate.generated_models(config),
+)
 
 
 rule generate:

@@ -3,12 +3,12 @@
 from codyn import paths as codyn_paths
 
 # Adapters whose tasks run code; the rest (CodeBLEU, classification) need one core.
+# A constant, not workflow.cores: under a cluster executor there is no local core count,
+# and Snakemake scales a local job down to --cores anyway.
 EXECUTION_ADAPTERS = {"apps", "runbugrun", "bigcodebench", "humaneval", "made-repair"}
 
 score_threads = lambda wildcards: (
-    workflow.cores
-    if config["datasets"][wildcards.dataset]["adapter"] in EXECUTION_ADAPTERS
-    else 1
+    8 if config["datasets"][wildcards.dataset]["adapter"] in EXECUTION_ADAPTERS else 1
 )
 
 # Lambdas, not defs: `snakemake --lint` flags rules files that also define functions.

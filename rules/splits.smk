@@ -47,6 +47,7 @@ rule targets:
         runtime=5,
     params:
         lambda1=config["splits"]["lambda1"],
+        normalisation=config["splits"]["normalisation"],
         cost_settings=config["cost_settings"],
     message:
         "normalised scores and ranking scores of {wildcards.dataset}"

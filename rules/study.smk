@@ -12,7 +12,12 @@ rule oracle_gap:
     input:
         expand(codyn_paths.MATRIX, dataset=RUN_DATASETS),
     output:
-        csv=codyn_paths.ORACLE_GAP,
+        csv=report(
+            codyn_paths.ORACLE_GAP,
+            caption="../report/table1.rst",
+            category="1. Tables",
+            labels={"table": "Table 1 (oracle gap)"},
+        ),
         md=ORACLE_GAP_MD,
     log:
         "logs/oracle_gap/oracle_gap.log",

@@ -23,5 +23,6 @@ with job(snakemake) as log:  # noqa: F821
             smk.output[0],
             settings=dict(smk.params.cost_settings),
             lambda1=float(smk.params.lambda1),
+            normalisation=smk.params.normalisation,
         )
         log.info("%s: targets for %d tasks, settings %s", dataset, len(frame), meta["settings"])

@@ -109,15 +109,19 @@ def test_swept_router_record(tmp_path):
     rec = run_eval(mpath, spath, ppath, target_share=0.2)
     pts = rec["sweep"]["points"]
     weights = [p["cost_weight"] for p in pts]
-    # 21 evenly spaced weights on [0, w_max] plus up to 21 quantiles of the switch weights
-    assert 21 <= len(pts) <= 42 and weights[0] == 0.0 and weights == sorted(weights)
+    # 21 evenly spaced weights on [0, w_max] (and on [w_min, 0]) plus quantiles of the
+    # per-row switch weights on each side
+    assert 21 <= len(pts) <= 84 and weights == sorted(weights) and weights[0] <= 0.0
     assert all(np.isclose(weights, w).any() for w in np.linspace(0, weights[-1], 21))
     costs = [p["cost"] for p in pts]
     assert all(
         a >= b - 1e-12 for a, b in zip(costs, costs[1:], strict=False)
     )  # non-increasing in w
     assert pts[-1]["shares"]["m-small"] == pytest.approx(1.0)  # w_max routes all to the cheapest
-    assert pts[0]["effectiveness"] == pytest.approx(rec["decision"]["effectiveness"])
+    at_zero = next(p for p in pts if p["cost_weight"] == 0.0)
+    assert at_zero["effectiveness"] == pytest.approx(rec["decision"]["effectiveness"])
+    top = max(rec["sweep"]["points"][0]["shares"], key=lambda m: rec["costs"][m])
+    assert pts[0]["shares"][top] == pytest.approx(1.0)  # w_min routes all to the dearest
     cal = rec["calibration"]
     assert cal["train_share"] <= 0.2 + 1e-12
     assert 0 <= cal["test_share"] <= 1
@@ -216,7 +220,9 @@ def test_calibration_bisection_hits_the_step():
     w = sweep.calibrate(pred, [1.0, 2.0], target_share=0.4)
     assert w == pytest.approx(0.3, abs=1e-9)
     assert sweep.share_most_expensive(pred, [1.0, 2.0], w) == pytest.approx(0.4)
-    assert sweep.calibrate(pred, [1.0, 2.0], target_share=1.0) == 0.0
+    # a target of 100% is met by the weight that sends every call to the dearest model
+    w_all = sweep.calibrate(pred, [1.0, 2.0], target_share=1.0)
+    assert w_all < 0 and sweep.share_most_expensive(pred, [1.0, 2.0], w_all) == 1.0
 
 
 def test_w_max_is_tight():
@@ -344,3 +350,17 @@ def test_held_out_split_is_evaluated_on_all_rows(tmp_path):
     rec = run_eval(mpath, spath, ppath)
     assert rec["scope"] == "all" and rec["n_tasks"] == 20 and rec["calibration"] is None
     assert rec["sbs_from"] == "evaluated rows"
+
+
+def test_negative_weights_let_a_curve_start_at_the_strong_model():
+    # The router's plain argmax sends row 0 to the cheap model although only the strong
+    # one solves it; only the negative side of the knob recovers the strong model's score.
+    pred = np.array([[0.6, 0.5], [0.1, 0.9], [0.7, 0.2]])
+    scores = np.array([[0.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    costs = [1.0, 10.0]
+    points = sweep.sweep(pred, scores, costs, n_points=5)
+    assert points[0].cost_weight < 0 and points[0].share_most_expensive == 1.0
+    assert points[0].effectiveness == pytest.approx(2 / 3)
+    at_zero = next(p for p in points if p.cost_weight == 0.0)
+    assert at_zero.effectiveness == pytest.approx(1 / 3)
+    assert sweep.w_min(pred, costs) == pytest.approx(-0.5, abs=1e-5)

@@ -293,9 +293,14 @@ def test_provenance_of_table2_is_a_complete_chain(full_run):
     for job in chain["jobs"]:
         assert job["packages"].get("codyn") and job["started"] and job["ended"]
         assert job["snakemake"] is not None
-    # It ends in the raw files that fetch listed, each still matching its sha256.
+    # It ends in fetch jobs, one per dataset: the raw files they listed (each
+    # still matching its sha256), or the codyn module that made the dataset.
     fetches = [job for job in chain["jobs"] if job["rule"] == "fetch"]
-    assert fetches and all(job["raw_files"] for job in fetches)
+    assert {job["wildcards"]["dataset"] for job in fetches} == set(
+        _config(full_run)["run_datasets"]
+    )
+    assert all(job["raw_files"] or job["generator"] for job in fetches)
+    assert any(job["raw_files"] for job in fetches)  # HumanEval, from its package
     # Backend and model ids of the answers, and the routers' cost weights.
     facts = [job["key_facts"] for job in chain["jobs"]]
     assert any(f.get("backend") == "simulated" for f in facts)
@@ -378,7 +383,7 @@ def test_one_routers_hyperparameter_retrains_only_that_router(full_run, tmp_path
             return matches(P.EVAL, path, router=router)
         return True  # tables and figures that gather every router
 
-    must = [P.ROUTER.format(router=router, setting=s) for s in config["cost_settings"]]
+    must = [P.ROUTER_JSON.format(router=router, setting=s) for s in config["cost_settings"]]
     _assert_only(plan, allowed, must_have=must)
 
     # And for real: the rerun does exactly that, after which nothing is planned.
@@ -387,11 +392,13 @@ def test_one_routers_hyperparameter_retrains_only_that_router(full_run, tmp_path
     done = snakemake(run, *extra, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     assert planned(run, *extra) == {}
-    untouched = P.ROUTER.format(
-        router=next(r for r in config["run_routers"] if r != router), setting="setting1"
-    )
-    if (full_run / untouched).exists():
-        assert content_sha256(run / untouched) == content_sha256(full_run / untouched)
+    for other in config["run_routers"]:
+        for setting in config["cost_settings"]:
+            path = P.ROUTER_JSON.format(router=other, setting=setting)
+            if other == router:
+                assert content_sha256(run / path) != content_sha256(full_run / path), path
+            else:  # not rewritten at all: same bytes, same mtime
+                assert (run / path).stat().st_mtime == (full_run / path).stat().st_mtime, path
 
 
 @pytest.mark.slow

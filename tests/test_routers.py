@@ -146,7 +146,13 @@ def router_params(name, tiny_bert):
         "cls-bert": {"type": "cls", "base_model": tiny_bert, **LM_FAST},
         "cls-qwen2": {"type": "cls", "base_model": "tiny-qwen2", **LM_FAST},
         "ar-sft": {"type": "ar-sft", **AR_FAST},
-        "ar-grpo": {"type": "ar-grpo", "num_generations": 4, "reward": "shaped", **AR_FAST},
+        "ar-grpo": {
+            "type": "ar-grpo",
+            "num_generations": 4,
+            "reward": "shaped",
+            **AR_FAST,
+            "max_steps": 4,
+        },
     }[name]
 
 

@@ -141,8 +141,8 @@ def run_on_slurm(folder: Path, cluster: SlurmCluster, *targets: str, timeout: fl
     """`snakemake --executor slurm --profile profiles/slurm`, fitted to the test cluster.
 
     Only what the test cluster lacks is overridden: it has no GPU (GPU rules get
-    gpu=0, so no --gpus request) and one partition (its default), and its
-    status polls can be frequent.
+    gpu=0, so no --gpus request), few CPUs (--max-threads) and one partition
+    (its default), and its status polls can be frequent.
     """
     gpu_off = [f"{rule}:gpu=0" for rule in _gpu_rules()]
     args = [
@@ -160,6 +160,9 @@ def run_on_slurm(folder: Path, cluster: SlurmCluster, *targets: str, timeout: fl
         "3",
         "--latency-wait",
         "10",
+        # The node's CPUs: a rule asking for more threads gets this many.
+        "--max-threads",
+        str(os.cpu_count() or 2),
         *(["--set-resources", *gpu_off] if gpu_off else []),
     ]
     return subprocess.run(

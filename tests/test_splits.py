@@ -155,3 +155,21 @@ def test_split_not_matching_matrix_writes_nothing(tmp_path):
     spath.write_text(json.dumps({"train": ["t1", "t2", "t3"], "test": ["t3", "t4"]}))
     with pytest.raises(InputError, match="in train and test"):
         read_split(spath)
+
+
+def test_normalisation_modes_keep_or_change_the_row_order():
+    import pandas as pd
+
+    from codyn.splits import fit_scaler
+
+    raw = pd.DataFrame({"weak": [0.0, 0.0, 0.0, 1.0], "strong": [1.0, 1.0, 0.0, 1.0]})
+    per_model = fit_scaler(raw, "per_model")
+    z = {m: (raw[m] - per_model[m]["mean"]) / per_model[m]["std"] for m in raw}
+    # per model: the weak model's single success outranks the strong model's on row 3
+    assert z["weak"][3] > z["strong"][3]
+    shared = fit_scaler(raw, "per_dataset")
+    assert shared["weak"] == shared["strong"]
+    assert shared["weak"]["mean"] == pytest.approx(0.5)
+    assert fit_scaler(raw, "none") == {m: {"mean": 0.0, "std": 1.0} for m in raw}
+    with pytest.raises(InputError, match="normalisation"):
+        fit_scaler(raw, "zscore")

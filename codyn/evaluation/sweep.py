@@ -12,6 +12,14 @@ bisection below rely on that.
 can reach: for prompt i with cheapest reachable model k, choosing k needs
 ``pred[i,k] + w*a_k >= pred[i,j] + w*a_j`` for all reachable j, i.e.
 ``w >= (pred[i,j] - pred[i,k]) / (a_k - a_j)``.
+
+The sweep also runs over NEGATIVE weights, down to ``w_min``, the largest weight at
+which every prompt goes to the most expensive model it can reach. A learned router
+whose plain argmax (w = 0) already sends some prompts away from the strong model may
+sit below the single best model at w = 0; the negative side of the knob is what lets
+its curve start at "always the strong model" and trade away cost from there, prompt by
+prompt in order of predicted advantage, as RouteLLM's threshold sweep does. Without it
+such a router can never be credited with reaching the strong model's quality.
 """
 
 from __future__ import annotations
@@ -45,6 +53,30 @@ def switch_weights(pred, costs) -> np.ndarray:
     return need
 
 
+def switch_weights_down(pred, costs) -> np.ndarray:
+    """Per row, the (non-positive) weight at or below which it goes to its most
+    expensive reachable model."""
+    p = np.asarray(pred, dtype=float)
+    aff = ranking.affordability(costs)
+    ok = _reachable(p)
+    order = ranking.cheap_first_order(costs)[::-1]
+    first = order[np.argmax(ok[:, order], axis=1)]
+    need = np.zeros(len(p))
+    for i, e in enumerate(first):
+        others = ok[i] & (aff > aff[e])
+        if others.any():
+            # pred_e + w*a_e >= pred_j + w*a_j  <=>  w <= (pred_e - pred_j) / (a_j - a_e)
+            bound = (p[i, e] - p[i, others]) / (aff[others] - aff[e])
+            need[i] = min(0.0, float(bound.min()))
+    return need
+
+
+def w_min(pred, costs, margin: float = 1e-6) -> float:
+    """Largest weight sending every row to its most expensive reachable model (-margin)."""
+    need = switch_weights_down(pred, costs)
+    return float(need.min(initial=0.0)) * (1 + 1e-6) - margin
+
+
 def w_max(pred, costs, margin: float = 1e-6) -> float:
     """Smallest cost weight sending every row to its cheapest reachable model (+margin)."""
     need = switch_weights(pred, costs)
@@ -52,18 +84,25 @@ def w_max(pred, costs, margin: float = 1e-6) -> float:
 
 
 def weight_grid(pred, costs, n_points: int) -> np.ndarray:
-    """``n_points`` weights evenly spaced on [0, w_max] plus ``n_points`` quantiles of the
-    per-row switch weights.
+    """Weights on [w_min, w_max]: ``n_points`` evenly spaced on [0, w_max] and on
+    [w_min, 0], plus ``n_points`` quantiles of the per-row switch weights on each side.
 
     The even grid alone wastes most points: w_max is set by the one row with the
     widest preference gap, while most rows switch at small weights. The quantiles put
     points where the curve moves (evenly in the share of rows already at their
-    cheapest model).
+    cheapest, or most expensive, model).
     """
-    hi = w_max(pred, costs)
-    need = switch_weights(pred, costs)
-    quant = np.quantile(need * (1 + 1e-6) + 1e-9, np.linspace(0, 1, n_points)) if len(need) else []
-    return np.unique(np.clip(np.r_[np.linspace(0.0, hi, n_points), quant], 0.0, hi))
+    lo, hi = w_min(pred, costs), w_max(pred, costs)
+    up = switch_weights(pred, costs)
+    down = switch_weights_down(pred, costs)
+    q = np.linspace(0, 1, n_points)
+    parts = [np.linspace(0.0, hi, n_points)]
+    if len(up):
+        parts.append(np.quantile(up * (1 + 1e-6) + 1e-9, q))
+    if lo < 0:
+        parts.append(np.linspace(lo, 0.0, n_points))
+        parts.append(np.quantile(down * (1 + 1e-6) - 1e-9, q))
+    return np.unique(np.clip(np.concatenate(parts), lo, hi))
 
 
 def decide(pred, costs, cost_weight: float) -> np.ndarray:
@@ -90,8 +129,8 @@ class SweepPoint:
 
 
 def sweep(pred, scores, costs, n_points: int) -> list[SweepPoint]:
-    """Evaluate the router on :func:`weight_grid` (from 0 to w_max, so the last point
-    routes every row to its cheapest reachable model)."""
+    """Evaluate the router on :func:`weight_grid` (from w_min, every row at its most
+    expensive reachable model, to w_max, every row at its cheapest)."""
     if n_points < 2:
         raise ValueError("a sweep needs at least two points")
     c = np.asarray(costs, dtype=float)
@@ -121,14 +160,16 @@ def share_most_expensive(pred, costs, cost_weight: float) -> float:
 def calibrate(pred_train, costs, target_share: float, iterations: int = 60) -> float:
     """Smallest cost weight whose share of calls to the most expensive model is <= target.
 
-    Found by bisection on [0, w_max] of the train rows (the share is a non-increasing
-    step function of the weight, so the realised share can sit below the target).
+    Found by bisection on [w_min, w_max] of the train rows (the share is a
+    non-increasing step function of the weight, so the realised share can sit below
+    the target). A negative weight means the router's plain choice sends fewer calls
+    to the most expensive model than the target allows.
     """
     if not 0.0 <= target_share <= 1.0:
         raise ValueError("target_share must lie in [0, 1]")
-    if share_most_expensive(pred_train, costs, 0.0) <= target_share:
-        return 0.0
-    lo, hi = 0.0, w_max(pred_train, costs)
+    lo, hi = w_min(pred_train, costs), w_max(pred_train, costs)
+    if share_most_expensive(pred_train, costs, lo) <= target_share:
+        return lo
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
         if share_most_expensive(pred_train, costs, mid) <= target_share:

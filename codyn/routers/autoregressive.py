@@ -32,6 +32,14 @@ assistant completion), else plain text "<system>\n\n<prompt>\n\nRanking: ". The
 task prompt is cut to fit ``max_length`` tokens with the system prompt and ranking.
 The saved checkpoint holds the LoRA adapter (``adapter/``) and, for a base model
 built locally (tiny-qwen2), a copy of it (``base/``); hub models are referenced.
+
+Params (config ``routers.<name>``): base_model, epochs, max_steps (caps training; the
+CPU demo's budget), lr, batch_size, grad_accum, warmup_steps, max_length, lora_r,
+lora_alpha, lora_dropout, lora_target_modules, decoding, predict_batch_size, bf16,
+gradient_checkpointing, device (auto|cpu|cuda), threads, chat_template (auto|true|
+false); ar-grpo also num_generations, reward, temperature, beta (KL weight).
+The paper (6.1.5): 3 epochs (SFT) / 2 epochs and 4 generations (GRPO), batch 4,
+AdamW lr 2e-5, 2048 input tokens; its outputs were not constrained (``decoding: free``).
 """
 
 from __future__ import annotations
@@ -301,7 +309,9 @@ class _ArRouter(Router):
             "logging_steps": 1,
             "save_strategy": "no",
             "report_to": [],
-            "disable_tqdm": False,
+            # trl prints every log dict to stdout beside its bar; ProgressLog-style lines
+            # (step, loss, reward, ETA) go to the job log instead.
+            "disable_tqdm": True,
             "dataloader_num_workers": 0,
         }
 

@@ -54,7 +54,9 @@ class SbsRouter(ConstantRouter):
     type = "sbs"
 
     def _fit(self, data: RoutingData) -> dict:
-        self.vector = data.targets.mean(axis=0)
+        # Raw scores, not the targets: per-model standard scaling gives every train column
+        # mean 0, which would make every model tie (and the cheapest win).
+        self.vector = data.scores.mean(axis=0) + data.lambda2 * affordability(data.costs)
         return {"best": data.models[int(np.argmax(self.vector))]}
 
 

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from codyn.errors import InputError
 from codyn.io import atomic_path, sha256_file
+from codyn.ranking import affordability
 from codyn.routers import load_router, make_router
 from codyn.routers.base import ROUTER_JSON
 from codyn.routing_data import load_routing_data, read_targets
@@ -117,7 +118,11 @@ def predict_router(
     data = load_routing_data([str(targets_path)], router.setting, split=None)
     started = time.perf_counter()
     if router.type == "oracle":
-        scores = router.predict_from_targets(data.targets)
+        # The paper's oracle: best raw score (plus the setting's cost term), cheapest on
+        # ties; the normalised targets would break raw-score ties differently.
+        scores = router.predict_from_targets(
+            data.scores + data.lambda2 * affordability(data.costs)[None, :]
+        )
     else:
         scores = router.predict_scores(data.prompts)
     seconds = time.perf_counter() - started

@@ -535,9 +535,44 @@ def _hidden_prefixes() -> dict[str, list[str]]:
     return hidden
 
 
+def _under_tmp() -> list[str]:
+    """Interpreter and code paths under /tmp, which the private /tmp would hide.
+
+    A checkout or virtual environment may itself live under /tmp (CI clones, test
+    copies); the worker needs them back, read-only.
+    """
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    candidates = {
+        os.path.realpath(p)
+        for p in (sys.prefix, here, *sys.path)
+        if p and os.path.isdir(p) and os.path.realpath(p).startswith("/tmp/")
+    }
+    # keep only the outermost paths
+    return [p for p in sorted(candidates) if not any(p.startswith(o + os.sep) for o in candidates)]
+
+
 def _mount_script(limits: Limits, drop_uid: bool) -> str:
     q = shlex.quote
-    lines = [f"mount -t tmpfs -o size={_tmpfs_mb(limits)}m,mode=1777 codyn-sandbox /tmp"]
+    keep_tmp = _under_tmp()
+    lines = []
+    if keep_tmp:
+        # Stash them on a tmpfs at /mnt (private to this mount namespace), lay the
+        # fresh /tmp, then bind them back read-only.
+        lines.append("mount -t tmpfs -o size=1m,mode=0755 codyn-stash /mnt")
+        lines += [
+            f"mkdir /mnt/t{i} && mount --rbind {q(k)} /mnt/t{i}" for i, k in enumerate(keep_tmp)
+        ]
+    lines.append(f"mount -t tmpfs -o size={_tmpfs_mb(limits)}m,mode=1777 codyn-sandbox /tmp")
+    for i, k in enumerate(keep_tmp):
+        lines += [
+            f"mkdir -p {q(k)} && mount --rbind /mnt/t{i} {q(k)}",
+            f"mount -o remount,bind,ro {q(k)}",
+            f"umount -l /mnt/t{i}",
+        ]
+        # parents created on the fresh /tmp must be traversable by the program uid
+        parts = k.split(os.sep)
+        for depth in range(3, len(parts)):
+            lines.append(f"chmod 0755 {q(os.sep.join(parts[:depth]))}")
     if drop_uid:
         for n, (ancestor, keep) in enumerate(_hidden_prefixes().items()):
             stash = [f"/tmp/.keep{n}_{i}" for i in range(len(keep))]
@@ -557,6 +592,16 @@ def sandbox_uid(index: int) -> int:
     concurrent scorers of one host (they have distinct pids), so RLIMIT_NPROC
     counts never mix."""
     return UID_BASE + os.getpid() * 256 + index % 256
+
+
+def _bwrap_tmp_binds() -> list[str]:
+    out = []
+    for k in _under_tmp():
+        parts = k.split(os.sep)
+        for depth in range(3, len(parts)):
+            out += ["--perms", "0755", "--dir", os.sep.join(parts[:depth])]
+        out += ["--ro-bind", k, k]
+    return out
 
 
 def worker_command(mode: str, limits: Limits, index: int = 0) -> list[str]:
@@ -630,7 +675,7 @@ def worker_command(mode: str, limits: Limits, index: int = 0) -> list[str]:
         return [
             bwrap, *spaces, "--die-with-parent", "--new-session",
             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", "/tmp", *expose, *caps, *worker,
+            "--tmpfs", "/tmp", *_bwrap_tmp_binds(), *expose, *caps, *worker,
         ]  # fmt: skip
     raise ValueError(f"unknown isolation mode {mode!r} (allowed: {', '.join(ISOLATION_MODES)})")
 
