@@ -1,2 +1,3 @@
 """codyn: dynamic LLM routing for coding tasks."""
+
 __version__ = "0.1.0"

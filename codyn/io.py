@@ -101,7 +101,9 @@ def read_jsonl(path: str | os.PathLike, *, allow_truncated_last: bool = False) -
         except json.JSONDecodeError as exc:
             if allow_truncated_last and lineno == len(lines) and not line.endswith("\n"):
                 return
-            raise InputError(f"malformed JSON ({exc.msg})", path=path, record=f"line {lineno}") from exc
+            raise InputError(
+                f"malformed JSON ({exc.msg})", path=path, record=f"line {lineno}"
+            ) from exc
         if not isinstance(obj, dict):
             raise InputError(
                 f"expected a JSON object, got {type(obj).__name__}",

@@ -100,7 +100,9 @@ def validate_task(rec: Any, *, path=None, record=None) -> dict:
             field="kind",
         )
     if rec["language"] not in LANGUAGES:
-        raise InputError(f"unknown language {rec['language']!r}", path=path, record=rid, field="language")
+        raise InputError(
+            f"unknown language {rec['language']!r}", path=path, record=rid, field="language"
+        )
     tests = rec["tests"]
     if tests is not None and tests.get("type") not in TEST_TYPES:
         raise InputError(

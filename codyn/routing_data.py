@@ -50,7 +50,10 @@ class RoutingData:
             if len(bad):
                 i, j = bad[0]
                 raise InputError(
-                    f"non-finite {name} value", path=where, record=self.task_ids[i], field=self.models[j]
+                    f"non-finite {name} value",
+                    path=where,
+                    record=self.task_ids[i],
+                    field=self.models[j],
                 )
         return self
 
@@ -75,7 +78,9 @@ def load_routing_data(paths, setting: str, split: str | None = "train") -> Routi
             models, costs, meta0 = meta["models"], meta["costs"], meta
         elif meta["models"] != models:
             raise InputError(
-                f"portfolio {meta['models']} differs from {models} of {paths[0]}", path=path, field="models"
+                f"portfolio {meta['models']} differs from {models} of {paths[0]}",
+                path=path,
+                field="models",
             )
         if setting not in meta["settings"]:
             raise InputError(

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 PRED_PREFIX = "pred::"
 # Router types whose decision moves with a cost weight (the paper's learned routers
 # and RoRF); the baselines ignore it.
-SWEPT_TYPES = frozenset({"cls", "ar-sft", "ar-grpo", "rorf", "knn", "mlp"})
+SWEPT_TYPES = frozenset({"cls", "ar-sft", "ar-grpo", "rorf", "knn", "mlp", "linear"})
 BASELINE_TYPES = frozenset({"random", "oracle", "sbs", "cheapest"})
 
 

@@ -1,7 +1,7 @@
 """Routers: read only the prompt, score every portfolio model (paper section 5).
 
 All share :class:`codyn.routers.base.Router` (fit / predict_scores / route / save / load).
-Types: cls, ar-sft, ar-grpo, rorf, knn, mlp, random, oracle, sbs, cheapest.
+Types: cls, ar-sft, ar-grpo, rorf, knn, mlp, linear, random, oracle, sbs, cheapest.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ ROUTER_TYPES = {
     "rorf": ("codyn.routers.rorf", "RorfRouter"),
     "knn": ("codyn.routers.neighbours", "KnnRouter"),
     "mlp": ("codyn.routers.mlp", "MlpRouter"),
+    "linear": ("codyn.routers.linear", "LinearRouter"),
     "random": ("codyn.routers.baselines", "RandomRouter"),
     "oracle": ("codyn.routers.baselines", "OracleRouter"),
     "sbs": ("codyn.routers.baselines", "SbsRouter"),
