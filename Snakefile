@@ -15,6 +15,7 @@ include: "rules/splits.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/benchmark.smk"
 
 
 rule all:

@@ -51,10 +51,11 @@ LOG = logging.getLogger("router_quality")
 REPO = Path(__file__).resolve().parent.parent
 
 MATRICES = {
-    "lcb-ladder5": ("config/lcb-ladder5.yaml", "lcb"),
-    "routerbench-mbpp": ("config/routerbench-mbpp.yaml", "routerbench-mbpp"),
+    "lcb-ladder5": (["config/lcb-ladder5.yaml"], "lcb"),
+    "lcb-ladder5-meta": (["config/lcb-ladder5.yaml", "config/lcb-ladder5-meta.yaml"], "lcb"),
+    "routerbench-mbpp": (["config/routerbench-mbpp.yaml"], "routerbench-mbpp"),
 }
-GOALS = {"lcb-ladder5": 0.80, "routerbench-mbpp": 0.30}
+GOALS = {"lcb-ladder5": 0.80, "lcb-ladder5-meta": 0.80, "routerbench-mbpp": 0.30}
 
 # name -> router config entry (the pipeline's own router types and parameters)
 ROUTERS = {
@@ -134,7 +135,7 @@ def run_seed(name, matrix, seed, routers, settings, normalisation, workdir) -> d
             choice = sweep.decide(pred, costs, float(lam))
             rec["settings"][sname] = evaluate_choice(test.scores, costs, choice)
         if rname in SWEPT:
-            pts = sweep.sweep(pred, test.scores, costs, n_points=41)
+            pts = sweep.sweep(pred, test.scores, costs, n_points=201)
             cost = np.array([p.cost for p in pts])
             eff = np.array([p.effectiveness for p in pts])
             curve = metrics.curve_metrics(
@@ -230,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = {}
     for name in args.matrices:
-        cfg_path, dataset = MATRICES[name]
-        config = load_config("config.yaml", cfg_path)
+        cfg_paths, dataset = MATRICES[name]
+        config = load_config("config.yaml", *cfg_paths)
         spec = config["datasets"][dataset]["import"]
         matrix = import_matrix(
             spec, dataset=dataset, models=config["portfolio"], costs=relative_costs(config),
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_seed(name, matrix, seed, args.routers, settings, args.normalisation, work)
                 for seed in args.seeds
             ]
-        results[name] = {"config": cfg_path, "normalisation": args.normalisation, "seeds": seeds,
+        results[name] = {"config": cfg_paths, "normalisation": args.normalisation, "seeds": seeds,
                          "models": config["portfolio"], "costs": relative_costs(config)}  # fmt: skip
     md = summarise(results, args.routers, settings)
     write_text(args.out + ".md", md)

@@ -31,6 +31,9 @@ files named by the dataset's ``import:`` spec (config ``datasets.<name>.import``
     Task kind of every row (default ``generate``).
 ``format_hint``
     ``csv``, ``jsonl`` or ``parquet`` when the file suffix does not tell.
+``prompt_header`` (``lcb`` only)
+    Problem fields stated on a first prompt line, from ``platform``, ``difficulty``,
+    ``contest_date`` (default none: the statement as LiveCodeBench poses it).
 
 Bad input (duplicate ids, missing scores, scores out of range, a cost for a model
 that is not imported, a model without a cost) raises :class:`InputError` naming the
@@ -407,9 +410,24 @@ def _load_json(path: str):
         raise InputError(f"not valid JSON ({exc})", path=path) from exc
 
 
-def lcb_prompt(problem: dict) -> str:
-    """Problem statement as LiveCodeBench poses it: title, statement, starter code if any."""
+LCB_HEADER_FIELDS = ("platform", "difficulty", "contest_date")
+
+
+def lcb_prompt(problem: dict, header: list[str] | tuple[str, ...] = ()) -> str:
+    """Problem statement as LiveCodeBench poses it: title, statement, starter code if any.
+
+    ``header`` (import spec ``prompt_header``) names problem fields to state first, e.g.
+    ``[platform, difficulty]`` gives "platform: atcoder | difficulty: hard": metadata a
+    user of a coding assistant may well send along, and that routers read from the prompt.
+    """
+    bad = [f for f in header if f not in LCB_HEADER_FIELDS]
+    if bad:
+        raise InputError(
+            f"unknown prompt_header fields {bad} (allowed: {', '.join(LCB_HEADER_FIELDS)})",
+            field="prompt_header",
+        )
     parts = [
+        " | ".join(f"{f}: {str(problem.get(f, '')).strip()[:10]}" for f in header),
         str(problem.get("question_title") or "").strip(),
         str(problem["question_content"]).strip(),
     ]
@@ -480,7 +498,8 @@ def import_lcb(spec: dict, *, dataset: str, costs=None, mirror_dir=None) -> Matr
             field="question_id",
         )
     frame = wide.reset_index()
-    frame["prompt"] = [lcb_prompt(statements[q]) for q in frame["question_id"]]
+    header = list(spec.get("prompt_header") or [])
+    frame["prompt"] = [lcb_prompt(statements[q], header) for q in frame["question_id"]]
     return matrix_from_frame(
         frame,
         dataset=dataset,

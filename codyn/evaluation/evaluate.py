@@ -29,6 +29,7 @@ from codyn.errors import InputError
 from codyn.evaluation import metrics, sweep
 from codyn.io import write_json
 from codyn.matrix import Matrix
+from codyn.splits import read_split
 
 log = logging.getLogger(__name__)
 
@@ -82,20 +83,6 @@ def read_predictions(path: str | Path, models: list[str]) -> pd.DataFrame:
     except json.JSONDecodeError:
         out.attrs["meta"] = {}
     return out
-
-
-def read_split(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file does not exist", path=path)
-    try:
-        split = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON ({exc})", path=path) from exc
-    for key in ("train", "test"):
-        if not isinstance(split.get(key), list):
-            raise InputError("missing list of task ids", path=path, field=key)
-    return split
 
 
 def _rows(pred: pd.DataFrame, ids: list[str], where: str) -> np.ndarray:
