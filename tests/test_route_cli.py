@@ -99,7 +99,9 @@ def test_prompts_from_files_and_stdin(trained, capsys, monkeypatch, tmp_path):
 
 def test_target_share_calibrates_on_training_prompts(trained, capsys):
     [high] = run_json(capsys, ["--router", str(trained["router"]), "--target-share", "1", HARD])
-    assert high["cost_weight"] == 0.0 and high["model"] == "sim-large"
+    # a 100% budget for the dearest model is met by the weight that sends every call there
+    assert high["cost_weight"] <= 0.0 and high["model"] == "sim-large"
+    assert high["calibration"]["share"] == 1.0
     assert "training prompts" in high["calibration"]["source"]
     [none] = run_json(capsys, ["--router", str(trained["router"]), "--target-share", "0", HARD])
     assert none["calibration"]["share"] == 0.0 and none["model"] != "sim-large"
