@@ -34,11 +34,11 @@ from codyn.prompts import (
     TEMPLATE_NAMES,
     refinement_prompt,
     runbugrun_prompt,
-    sven_prompt,
     translation_prompt,
 )
 
 from .base import PrepareContext, Prepared, RemoteFile, seeded_rng, task
+from .sven import pair_tasks
 
 SOURCES = ("made",)
 MIRROR_FOLDER: dict[str, str] = {}
@@ -423,25 +423,20 @@ def make_sven(ctx: PrepareContext, n: int) -> Prepared:
         pairs.append((cwe, vul, safe, how))
     tasks = []
     for i, (cwe, vul, safe, how) in enumerate(pairs):
-        for suffix, code, label in (("vul", vul, True), ("fixed", safe, False)):
-            tasks.append(
-                task(
-                    id=f"made-sven-{i:03d}/{suffix}",
-                    dataset=ctx.name,
-                    kind="classify",
-                    language="python",
-                    prompt=sven_prompt(code),
-                    reference="Yes" if label else "No",
-                    label=label,
-                    meta={
-                        "made": True,
-                        "how": f"template-made {'vulnerable' if label else 'safe'} function: {how}",
-                        "cwe": cwe,
-                        "pair": f"made-sven-{i:03d}",
-                        "template": TEMPLATE_NAMES["sven"],
-                    },
-                )
-            )
+        pair = f"made-sven-{i:03d}"
+        tasks += pair_tasks(
+            pair,
+            ctx.name,
+            vul,
+            safe,
+            lambda label, how=how, cwe=cwe, pair=pair: {
+                "made": True,
+                "how": f"template-made {'vulnerable' if label else 'safe'} function: {how}",
+                "cwe": cwe,
+                "pair": pair,
+                "template": TEMPLATE_NAMES["sven"],
+            },
+        )
     tasks = tasks[:n]
     # Interleaved pairs would let a position-aware reader guess labels; shuffle (seeded).
     rng.shuffle(tasks)

@@ -61,6 +61,27 @@ def remote_files(adapter: str, cfg: dict) -> list[RemoteFile]:
     return out
 
 
+def pair_tasks(pair_id: str, dataset: str, vulnerable: str, fixed: str, meta) -> list[dict]:
+    """The two classify tasks of one pair: ``{pair_id}/vul`` (label True, vulnerable)
+    and ``{pair_id}/fixed`` (label False). ``meta`` is a dict, or a function of the label
+    giving one."""
+    out = []
+    for suffix, code, label in (("vul", vulnerable, True), ("fixed", fixed, False)):
+        out.append(
+            task(
+                id=f"{pair_id}/{suffix}",
+                dataset=dataset,
+                kind="classify",
+                language="python",
+                prompt=sven_prompt(code),
+                reference="Yes" if label else "No",
+                label=label,
+                meta=meta(label) if callable(meta) else meta,
+            )
+        )
+    return out
+
+
 def prepare(ctx: PrepareContext) -> Prepared:
     tasks, dropped, n = [], [], 0
     for path in ctx.files():
@@ -88,17 +109,5 @@ def prepare(ctx: PrepareContext) -> Prepared:
                 "pair": rid,
                 "template": TEMPLATE_NAMES["sven"],
             }
-            for suffix, code, label in (("vul", before, True), ("fixed", after, False)):
-                tasks.append(
-                    task(
-                        id=f"{rid}/{suffix}",
-                        dataset=ctx.name,
-                        kind="classify",
-                        language="python",
-                        prompt=sven_prompt(code),
-                        reference="Yes" if label else "No",
-                        label=label,
-                        meta=meta,
-                    )
-                )
+            tasks += pair_tasks(rid, ctx.name, before, after, meta)
     return Prepared(tasks, n, dropped)
