@@ -113,6 +113,24 @@ def read_jsonl(path: str | os.PathLike, *, allow_truncated_last: bool = False) -
         yield obj
 
 
+def read_json(path: str | os.PathLike, required: Iterable[str] = ()) -> dict:
+    """A JSON object from a file; errors name the file (missing, malformed, not an
+    object) and the first ``required`` key it lacks."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file does not exist", path=path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"malformed JSON ({exc})", path=path) from None
+    if not isinstance(obj, dict):
+        raise InputError(f"expected a JSON object, got {type(obj).__name__}", path=path)
+    for key in required:
+        if key not in obj:
+            raise InputError("missing key", path=path, field=key)
+    return obj
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

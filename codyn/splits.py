@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from codyn.errors import InputError
-from codyn.io import atomic_path, write_json
+from codyn.io import atomic_path, read_json, write_json
 from codyn.matrix import SCORE_PREFIX, Matrix
 from codyn.ranking import ranking_score
 
@@ -105,12 +105,7 @@ def write_split(
 def read_split(path, task_ids=None) -> dict:
     """A split.json, checked: train and test disjoint and (given task_ids) covering them exactly."""
     path = Path(path)
-    if not path.exists():
-        raise InputError("file does not exist", path=path)
-    try:
-        split = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON ({exc})", path=path) from exc
+    split = read_json(path)
     for key in ("train", "test"):
         if not isinstance(split.get(key), list):
             raise InputError("missing list", path=path, field=key)

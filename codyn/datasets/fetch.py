@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from codyn.errors import ConfigError, InputError
-from codyn.io import atomic_path, sha256_file, write_json
+from codyn.io import atomic_path, read_json, sha256_file, write_json
 
 from .base import RemoteFile
 
@@ -183,19 +183,11 @@ def fetch_dataset(
 
 def verify_manifest(raw_dir: str | os.PathLike) -> dict:
     """Read MANIFEST.json and check every listed file is there with its sha256."""
-    import json
-
     raw_dir = Path(raw_dir)
     manifest_path = raw_dir / MANIFEST
     if not manifest_path.is_file():
         raise InputError("fetch manifest does not exist (run fetch first)", path=manifest_path)
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON ({exc.msg})", path=manifest_path) from exc
-    for key in ("dataset", "adapter", "source", "files"):
-        if key not in manifest:
-            raise InputError("missing field", path=manifest_path, field=key)
+    manifest = read_json(manifest_path, ("dataset", "adapter", "source", "files"))
     for i, f in enumerate(manifest["files"]):
         path = raw_dir / f["path"]
         if not path.is_file():

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from codyn.errors import InputError
 from codyn.evaluation import metrics, sweep
-from codyn.io import write_json
+from codyn.io import read_json, write_json
 from codyn.matrix import Matrix
 from codyn.splits import read_split
 
@@ -269,17 +269,7 @@ def run(output: str | Path, **kwargs) -> dict:
 
 
 def load_eval(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file does not exist", path=path)
-    try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON ({exc})", path=path) from exc
-    for key in ("dataset", "router", "setting", "decision", "references"):
-        if key not in rec:
-            raise InputError("missing key", path=path, field=key)
-    return rec
+    return read_json(path, ("dataset", "router", "setting", "decision", "references"))
 
 
 def load_evals(paths) -> list[dict]:

@@ -232,14 +232,14 @@ def _legend_handles(settings: Mapping[str, float], routers: list[str]) -> list:
     return handles
 
 
-def _side_legend(fig, handles) -> None:
+def _side_legend(fig, handles, title: str = "marker = setting, colour = router") -> None:
     fig.legend(
         handles=handles,
         loc="center left",
         bbox_to_anchor=(1.0, 0.5),
         fontsize=8,
         frameon=False,
-        title="marker = setting, colour = router",
+        title=title,
         title_fontsize=8,
     )
 
@@ -321,15 +321,7 @@ def _setting_legend(fig, settings: Mapping[str, float]) -> None:
         )
         for i, (name, lam) in enumerate(settings.items())
     ]
-    fig.legend(
-        handles=handles,
-        loc="center left",
-        bbox_to_anchor=(1.0, 0.5),
-        fontsize=8,
-        frameon=False,
-        title="bar colour = cost setting",
-        title_fontsize=8,
-    )
+    _side_legend(fig, handles, "bar colour = cost setting")
 
 
 def diversity(
@@ -487,15 +479,7 @@ def deferral_curves(
         Line2D([], [], marker=".", color=_router_color(routers, r), label=r)
         for r in dict.fromkeys(x["router"] for x in swept)
     ]
-    fig.legend(
-        handles=handles,
-        loc="center left",
-        bbox_to_anchor=(1.0, 0.5),
-        fontsize=8,
-        frameon=False,
-        title="one curve per router\n(APGR, CPT, AIQ: curves table)",
-        title_fontsize=8,
-    )
+    _side_legend(fig, handles, "one curve per router\n(APGR, CPT, AIQ: curves table)")
     save(fig, png, pdf)
 
 

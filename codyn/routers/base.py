@@ -15,7 +15,6 @@ Checkpoint folder (like Hugging Face ``save_pretrained``)::
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -26,7 +25,7 @@ import numpy as np
 
 from codyn import __version__
 from codyn.errors import InputError
-from codyn.io import sha256_file, write_json
+from codyn.io import read_json, sha256_file, write_json
 from codyn.ranking import choose
 from codyn.routing_data import RoutingData
 
@@ -212,14 +211,7 @@ def read_router_json(directory: str | Path) -> dict:
     path = directory / ROUTER_JSON
     if not path.is_file():
         raise InputError("not a router checkpoint (router.json missing)", path=directory)
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON: {exc}", path=path) from None
-    for key in ("type", "params", "models", "costs"):
-        if key not in meta:
-            raise InputError("missing key", path=path, field=key)
-    return meta
+    return read_json(path, ("type", "params", "models", "costs"))
 
 
 def describe_sources(paths) -> list[dict]:
