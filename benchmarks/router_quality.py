@@ -20,6 +20,8 @@ CPT(100%) is RouteLLM's interpolated version of the same (mixing two operating p
     .venv/bin/python benchmarks/router_quality.py            # both matrices, 5 seeds
     .venv/bin/python benchmarks/router_quality.py --routers knn linear --seeds 0 1
     snakemake --cores 2 results/benchmarks/router_quality.md  # the same from Snakemake
+    .venv/bin/python benchmarks/router_quality.py --config mine.yaml --dataset mine \
+        --goal 0.5 --out results/benchmarks/mine           # your own imported matrix
 
 Needs ../shared/datasets (the real matrices); exits with a message when it is absent.
 """
@@ -33,6 +35,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +63,24 @@ GOALS = {"lcb-ladder5": 0.80, "lcb-ladder5-meta": 0.80, "routerbench-mbpp": 0.30
 # name -> router config entry (the pipeline's own router types and parameters)
 ROUTERS = {
     "linear": {"type": "linear", "C": 1.0},
+    # the single best model and its best alternative at <= 10% of its cost
+    "linear-pair": {"type": "linear", "C": 1.0, "candidates": "sbs-pair"},
     "cls": {
+        "type": "cls",
+        "base_model": "minilm",
+        "epochs": 2,
+        "lr": 2.0e-5,
+        "warmup_steps": 5,
+        "batch_size": 16,
+        "max_length": 256,
+        "pooling": "mean",
+        "objective": "bce",
+        "head_init": "probe",
+    },
+    "cls-pair": {"type": "cls", "candidates": "sbs-pair"},  # filled from "cls" below
+    # the paper's recipe on MiniLM: MSE on per-model scaled ranking scores, random head,
+    # the architecture's [CLS] pooler (not in the default list: ~3 min per LCB seed)
+    "cls-paper": {
         "type": "cls",
         "base_model": "minilm",
         "epochs": 4,
@@ -77,7 +97,10 @@ ROUTERS = {
     "cheapest": {"type": "cheapest"},
     "oracle": {"type": "oracle"},
 }
-SWEPT = {"linear", "cls", "knn", "mlp", "rorf"}
+ROUTERS["cls-pair"] = {**ROUTERS["cls"], **ROUTERS["cls-pair"]}
+# cls-paper and cls-pair are measured on request (--routers): ~1.5 min per LCB seed each
+DEFAULT_ROUTERS = [r for r in ROUTERS if r not in ("cls-paper", "cls-pair")]
+SWEPT = {"linear", "linear-pair", "cls", "cls-pair", "cls-paper", "knn", "mlp", "rorf"}
 
 
 def write_targets_file(frame, meta, path: Path) -> Path:
@@ -151,11 +174,12 @@ def run_seed(name, matrix, seed, routers, settings, normalisation, workdir) -> d
                 "cpt100": curve["cpt"]["1"],
                 "parity_cost": float(reach.min()) / ref["c_strong"] if len(reach) else None,
                 "best_effectiveness": float(eff.max()),
+                "points": {"cost": cost.round(6).tolist(), "effectiveness": eff.round(6).tolist()},
             }
         out["routers"][rname] = rec
-        LOG.info(
-            "%s seed %d %s: %s", name, seed, rname, rec.get("curve", rec["settings"]["setting1"])
-        )
+        shown = {k: v for k, v in rec.get("curve", rec["settings"]["setting1"]).items()
+                 if k not in ("points", "shares")}  # fmt: skip
+        LOG.info("%s seed %d %s: %s", name, seed, rname, shown)
     return out
 
 
@@ -166,7 +190,9 @@ def summarise(results: dict, routers: list[str], settings: dict) -> str:
         "splits; mean ± std over seeds. Cost = Eq. 2 (relative to the most expensive model). "
         "*parity cost* = lowest cost at which the router's swept curve reaches the single "
         "best model's test effectiveness, as a fraction of that model's cost (- = never). "
-        "Command: `.venv/bin/python benchmarks/router_quality.py`."
+        "Command: `.venv/bin/python benchmarks/router_quality.py`. Figure: "
+        "`router_quality.png` (mean over seeds of the best test E reachable at each cost, "
+        "minus the SBS's)."
     )
     for name, res in results.items():
         seeds = res["seeds"]
@@ -207,24 +233,109 @@ def summarise(results: dict, routers: list[str], settings: dict) -> str:
         lines.append(
             f"| SBS (reference) | {sbs_row[0]} | {sbs_row[1]} |" + " |" * (2 * len(settings) + 4)
         )
+        lines += ["", verdict(name, seeds, routers)]
     return "\n".join(lines) + "\n"
+
+
+def verdict(name: str, seeds: list[dict], routers: list[str]) -> str:
+    """The goal check: the router with the lowest mean parity cost, its per-seed values."""
+    goal = GOALS.get(name)
+    rows = []
+    for r in routers:
+        if "curve" not in seeds[0]["routers"][r]:
+            continue
+        parity = [s["routers"][r]["curve"]["parity_cost"] for s in seeds]
+        if any(p is None for p in parity):
+            continue
+        rows.append((float(np.mean(parity)), r, parity))
+    if not rows:
+        return "Goal: no swept router reaches the SBS on every seed."
+    mean, best, parity = min(rows)
+    per_seed = ", ".join(f"{p:.2f}" for p in parity)
+    met = goal is not None and mean <= goal
+    return (
+        f"Goal check: best router **{best}**, parity on {len(parity)}/{len(parity)} seeds at "
+        f"{per_seed} of the SBS cost (mean {mean:.3f}, worst {max(parity):.3f}); goal mean "
+        f"<= {goal:.2f}: **{'met' if met else 'not met'}**."
+    )
+
+
+def plot(results: dict, routers: list[str], path: str) -> None:
+    """Per matrix: mean over seeds of (best test E at cost <= c) - SBS test E, against c."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from codyn.io import atomic_path
+
+    names = list(results)
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.2), squeeze=False)
+    grid = np.linspace(0.0, 1.0, 401)
+    for ax, name in zip(axes[0], names, strict=True):
+        seeds = results[name]["seeds"]
+        for r in routers:
+            if "curve" not in seeds[0]["routers"][r]:
+                continue
+            gaps = []
+            for sd in seeds:
+                pts = sd["routers"][r]["curve"]["points"]
+                cost = np.asarray(pts["cost"]) / sd["reference"]["c_strong"]
+                eff = np.asarray(pts["effectiveness"])
+                best = np.array([eff[cost <= c + 1e-12].max(initial=-np.inf) for c in grid])
+                best[~np.isfinite(best)] = np.nan  # no operating point that cheap
+                gaps.append(best - sd["reference"]["e_strong"])
+            with warnings.catch_warnings():  # costs below every seed's cheapest point: NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ax.plot(grid, np.nanmean(np.vstack(gaps), axis=0), label=r, lw=1.4)
+        ax.axhline(0.0, color="k", lw=0.8, ls="--")
+        if name in GOALS:
+            ax.axvline(GOALS[name], color="grey", lw=0.8, ls=":", label="cost goal")
+        ax.set_title(f"{name} (real answers, {len(seeds)} seeds)")
+        ax.set_xlabel("cost / SBS cost (Eq. 2)")
+        ax.set_ylabel("best test E at that cost - SBS test E")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--matrices", nargs="+", default=list(MATRICES), choices=list(MATRICES))
-    ap.add_argument("--routers", nargs="+", default=list(ROUTERS), choices=list(ROUTERS))
+    ap.add_argument("--routers", nargs="+", default=DEFAULT_ROUTERS, choices=list(ROUTERS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument(
         "--normalisation", default="per_model", choices=["per_model", "per_dataset", "none"]
     )
     ap.add_argument("--out", default="results/benchmarks/router_quality")
+    own = ap.add_argument_group(
+        "your own matrix",
+        "any config whose dataset uses `adapter: import` (the generic importer, README "
+        "'Bring your own data'); replaces --matrices",
+    )
+    own.add_argument("--config", nargs="+", metavar="YAML", help="config files, in order")
+    own.add_argument("--dataset", help="the imported dataset of those configs")
+    own.add_argument("--goal", type=float, help="parity-cost goal to check (fraction of SBS cost)")
     args = ap.parse_args(argv)
+    if args.config or args.dataset:
+        if not (args.config and args.dataset):
+            ap.error("--config and --dataset go together")
+        # paths on the command line are the caller's; the run itself is from the repo root
+        # (where the pipeline resolves the configs' own relative paths)
+        MATRICES[args.dataset] = ([str(Path(c).resolve()) for c in args.config], args.dataset)
+        if args.goal is not None:
+            GOALS[args.dataset] = args.goal
+        args.matrices = [args.dataset]
+    args.out = str(Path(args.out).resolve())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     os.chdir(REPO)
-    if not (REPO.parent / "shared" / "datasets").is_dir() and not os.environ.get(
+    shared = (REPO.parent / "shared" / "datasets").is_dir() or os.environ.get(
         "CODYN_SHARED_DATASETS"
-    ):
+    )
+    if not args.config and not shared:
         print(
             "router_quality: ../shared/datasets not found; this benchmark needs the real matrices"
         )
@@ -233,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.matrices:
         cfg_paths, dataset = MATRICES[name]
         config = load_config("config.yaml", *cfg_paths)
+        if (config["datasets"].get(dataset) or {}).get("adapter") != "import":
+            raise SystemExit(
+                f"router_quality: dataset {dataset!r} of {cfg_paths} is not an imported matrix "
+                "(needs `adapter: import`)"
+            )
         spec = config["datasets"][dataset]["import"]
         matrix = import_matrix(
             spec, dataset=dataset, models=config["portfolio"], costs=relative_costs(config),
@@ -249,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     md = summarise(results, args.routers, settings)
     write_text(args.out + ".md", md)
     write_json(args.out + ".json", results)
+    plot(results, args.routers, args.out + ".png")
     print(md)
     return 0
 

@@ -135,11 +135,15 @@ def check_references(config: dict) -> None:
     for rname, spec in config.get("routers", {}).items():
         if rname not in run_routers:
             continue
-        for i, model in enumerate(spec.get("pair") or []):
-            if model not in portfolio:
-                raise ConfigError(
-                    f"routers.{rname}.pair[{i}]", f"unknown model {model!r}", allowed=portfolio
-                )
+        for key in ("pair", "candidates"):
+            names = spec.get(key)
+            for i, model in enumerate(names if isinstance(names, list) else []):
+                if model not in portfolio:
+                    raise ConfigError(
+                        f"routers.{rname}.{key}[{i}]",
+                        f"unknown model {model!r}",
+                        allowed=portfolio,
+                    )
     for name in config["generalisation"]:
         if name in (config.get("train_datasets") or []):
             raise ConfigError("generalisation", f"{name!r} is also in train_datasets")

@@ -8,6 +8,7 @@ rule router_quality:
     output:
         md="results/benchmarks/router_quality.md",
         json="results/benchmarks/router_quality.json",
+        png="results/benchmarks/router_quality.png",
     log:
         "logs/router_quality/router_quality.log",
     conda:

@@ -29,6 +29,16 @@ def test_default_config_valid(repo_root):
         ({"datasets": {"apps": {"adapter": "zzz"}}}, "datasets.apps.adapter", "bigcodebench"),
         ({"run_routers": ["nope"]}, "run_routers[0]", "knn"),
         ({"routers": {"knn": {"type": "knn", "pair": ["a", "b"]}}}, "routers.knn.pair[0]", None),
+        (
+            {"routers": {"knn": {"type": "knn", "candidates": ["sim-llama-3.1-8b", "gpt-9"]}}},
+            "routers.knn.candidates[1]",
+            "sim-llama-3.1-405b",
+        ),
+        (
+            {"routers": {"knn": {"type": "knn", "candidates": "cheap"}}},
+            "routers.knn.candidates",
+            None,
+        ),
     ],
 )
 def test_bad_config_names_key_and_allowed(repo_root, override, key, allowed):

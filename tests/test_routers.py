@@ -489,3 +489,179 @@ def test_predict_datasets_checks_every_portfolio_first(tmp_path, targets, traine
     assert not any(p.exists() for p in outs)
     predict_datasets(folder / "router.json", [targets, targets], outs)
     assert all(p.exists() for p in outs)
+
+
+# ---- prompt-header features, linear router with metadata, cls recipe options -------------
+
+
+def test_header_parsing_and_features():
+    from codyn.routers.header import HeaderFeatures, as_number, parse_header
+
+    assert parse_header("platform: atcoder | difficulty: Hard\n\nGiven N...") == {
+        "platform": "atcoder",
+        "difficulty": "Hard",
+    }
+    # an ordinary first line is not a header, even with a colon in it
+    assert parse_header("Write a function: reverse a list") == {}
+    assert parse_header("no header at all") == {} and parse_header("") == {}
+    assert as_number("2024-03-02") == 19784.0 and as_number("1e3") == 1000.0
+    assert as_number("nan") is None and as_number("hard") is None
+
+    train = 2 * [
+        "difficulty: easy | date: 2024-01-01 | rating: 800\nA",
+        "difficulty: hard | date: 2024-01-03 | rating: 2400\nB",
+        "difficulty: medium | date: 2024-01-05 | rating: 1600\nC",
+        "no header here",
+    ]
+    feats = HeaderFeatures().fit(train)
+    assert feats.describe() == {
+        "numeric": ["date", "rating"],
+        "categorical": {"difficulty": ["easy", "hard", "medium"]},
+    }
+    x = feats.transform(
+        [
+            "difficulty: HARD | date: 2024-01-03 | rating: 2400\nB",
+            "difficulty: legendary | date: someday\nZ",  # unseen value, unparsable date
+            "plain prompt",
+        ]
+    )
+    assert x.shape == (3, 5) and x.dtype == np.float32
+    assert x[0, 0] == 0.0 and list(x[0, 2:]) == [0.0, 1.0, 0.0]  # date at the mean; "hard"
+    assert x[0, 1] > 1.0  # 2400 is above the training mean of 1600
+    np.testing.assert_array_equal(x[1], 0.0)
+    np.testing.assert_array_equal(x[2], 0.0)
+
+
+def _header_targets(tmp_path, with_header: bool) -> str:
+    """Four statement texts shared by both kinds: only the header tells maths from strings."""
+    matrix = _matrix()
+    frame = matrix.frame.copy()
+    for i in range(len(frame)):
+        kind = "maths" if i % 2 == 0 else "strings"
+        head = f"topic: {kind} | posted: 2024-01-{1 + i % 28:02d}\n\n" if with_header else ""
+        frame.loc[i, "prompt"] = head + f"Solve task number {i % 4}."
+    matrix = Matrix(
+        frame=frame, models=list(MODELS), costs=dict(COSTS), simulated=True, source="test"
+    )
+    split = make_split(matrix.task_ids, dataset="toy", seed=7, test_size=0.25)
+    out, meta = build_targets(matrix, split, settings=SETTINGS)
+    return write_targets(tmp_path / ("h" if with_header else "n") / "targets.parquet", out, meta)
+
+
+def test_linear_reads_the_prompt_header(tmp_path, cache):
+    data = load_routing_data([_header_targets(tmp_path, True)], "setting1")
+    maths = np.array([p.startswith("topic: maths") for p in data.prompts])
+    router = make_router("linear", {"C": 10.0}, seed=0).fit(data)
+    assert router.metrics["header_features"] == {
+        "numeric": ["posted"],
+        "categorical": {"topic": ["maths", "strings"]},
+    }
+    picks = np.array(router.route(data.prompts, cost_weight=0.2))
+    assert np.mean(np.where(maths, picks == "m-big", picks != "m-big")) >= 0.9
+    router.save(tmp_path / "linear")
+    loaded = load_router(tmp_path / "linear", models=MODELS)
+    np.testing.assert_array_equal(
+        loaded.predict_scores(data.prompts), router.predict_scores(data.prompts)
+    )
+    # header: false leaves the features to the embedding alone
+    blind = make_router("linear", {"C": 10.0, "header": "false"}, seed=0).fit(data)
+    assert blind.metrics["header_features"] is None
+    assert blind.predict_scores(data.prompts).shape == (len(data), len(MODELS))
+    # header: true on prompts without one is an error before any training
+    plain = load_routing_data([_header_targets(tmp_path, False)], "setting1")
+    with pytest.raises(InputError, match="no 'key: value") as err:
+        make_router("linear", {"header": "true"}).fit(plain)
+    assert err.value.field == "header"
+    with pytest.raises(InputError, match="header must be auto, true or false"):
+        make_router("linear", {"header": "sometimes"}).fit(plain)
+
+
+def test_cls_probe_init_bce_mean_pooling(data, tmp_path):
+    """LP-FT on the shipped MiniLM: the probe routes the toy kinds apart, fine-tuning keeps it."""
+    params = {
+        "base_model": "minilm",
+        **LM_FAST,
+        "epochs": 1,
+        "lr": 1e-4,
+        "pooling": "auto",
+        "objective": "bce",
+        "head_init": "probe",
+        "probe_C": 10.0,
+    }
+    router = make_router("cls", params, seed=0).fit(data)
+    assert router.params["pooling"] == "mean" and router.metrics["pooling"] == "mean"
+    assert router.metrics["probe_train_mse"] < 0.1
+    pred = router.predict_scores(data.prompts)
+    # bce predicts probabilities (+ lambda2 * CS^-1, zero in setting1)
+    assert pred.min() >= 0.0 and pred.max() <= 1.0
+    maths = np.array(["integral" in p for p in data.prompts])
+    picks = np.array(router.route(data.prompts, cost_weight=0.2))
+    assert np.mean(np.where(maths, picks == "m-big", picks != "m-big")) >= 0.9
+    router.save(tmp_path / "cls")
+    loaded = load_router(tmp_path / "cls", models=MODELS)
+    np.testing.assert_allclose(loaded.predict_scores(data.prompts), pred, atol=1e-6)
+
+
+def test_cls_recipe_options_are_checked(data):
+    with pytest.raises(InputError, match="objective must be one of mse, bce") as err:
+        make_router("cls", {"base_model": "no-such-model", "objective": "hinge"}).fit(data)
+    assert err.value.field == "objective"
+    with pytest.raises(InputError, match="pooling must be one of"):
+        make_router("cls", {"base_model": "no-such-model", "pooling": "max"}).fit(data)
+    # tiny Qwen2's head is `score` on the last token: a probe needs mean pooling
+    with pytest.raises(InputError, match="head_init: probe needs pooling: mean"):
+        make_router("cls", {"base_model": "tiny-qwen2", **LM_FAST, "head_init": "probe"}).fit(data)
+
+
+def test_cls_bce_needs_scores_in_unit_interval(tmp_path, cache):
+    matrix = _matrix()
+    matrix.frame["score::m-big"] = 2.0  # e.g. SVEN scores with the bias penalty added
+    split = make_split(matrix.task_ids, dataset="toy", seed=7, test_size=0.25)
+    frame, meta = build_targets(matrix, split, settings=SETTINGS)
+    data = load_routing_data([write_targets(tmp_path / "t.parquet", frame, meta)], "setting1")
+    with pytest.raises(InputError, match=r"objective bce needs raw scores in \[0, 1\]"):
+        make_router("cls", {"base_model": "no-such-model", "objective": "bce"}).fit(data)
+
+
+def test_candidates_restrict_what_a_router_picks(data, tmp_path):
+    for spec, expected in (
+        ("sbs-pair", ["m-small", "m-big"]),  # SBS m-big + best model at <= 10% of its cost
+        ("pareto", ["m-small", "m-big"]),  # m-mid costs more than m-small and scores less
+        (["m-big", "m-mid"], ["m-mid", "m-big"]),  # portfolio order
+    ):
+        router = make_router("knn", {"k": 3, "candidates": spec}, seed=0).fit(data)
+        assert router.candidates == expected
+        pred = router.predict_scores(data.prompts)
+        for j, model in enumerate(MODELS):
+            assert np.isfinite(pred[:, j]).all() == (model in expected), (spec, model)
+        for w in (0.0, 0.5, 5.0):
+            assert set(router.route(data.prompts, cost_weight=w)) <= set(expected)
+        router.save(tmp_path / "knn")
+        loaded = load_router(tmp_path / "knn", models=MODELS)
+        assert loaded.candidates == expected
+        np.testing.assert_array_equal(loaded.predict_scores(data.prompts), pred)
+    assert make_router("knn", {"k": 3}).fit(data).candidates is None
+    with pytest.raises(InputError, match="not in the split's portfolio") as err:
+        make_router("knn", {"candidates": ["m-big", "gpt-9"]}).fit(data)
+    assert err.value.field == "candidates"
+    with pytest.raises(InputError, match="one of all, pareto, sbs-pair"):
+        make_router("knn", {"candidates": "cheap-ones"}).fit(data)
+    with pytest.raises(InputError, match="pair_max_cost_ratio"):
+        make_router("knn", {"candidates": "sbs-pair", "pair_max_cost_ratio": 2}).fit(data)
+
+
+def test_ordinary_first_lines_are_not_metadata():
+    from codyn.routers.header import HeaderFeatures, parse_header
+
+    prompts = [
+        f"Task: write a function number {i} that sorts a list\nMore text." for i in range(40)
+    ]
+    # every first line parses as "task: ..." but each value is unique: no feature
+    assert HeaderFeatures().fit(prompts).n_features == 0
+    long = "Note: " + "x" * 65
+    assert parse_header(long) == {} and parse_header("Note: " + "x" * 64) == {"note": "x" * 64}
+    # a key most prompts lack is ignored; a value seen once is not a category
+    mixed = ["lang: python\nA"] * 3 + ["lang: rust\nB"] + ["plain"] * 4
+    feats = HeaderFeatures().fit(mixed)
+    assert feats.describe() == {"numeric": [], "categorical": {"lang": ["python"]}}
+    assert HeaderFeatures().fit(mixed[:3] + ["plain"] * 4).n_features == 0

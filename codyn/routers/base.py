@@ -4,6 +4,15 @@ A router reads only the prompt and scores every portfolio model (higher is bette
 ``route`` turns the scores into a model name with :func:`codyn.ranking.choose`, adding
 ``cost_weight * CS^-1`` on top of what the router learnt (the knob of cost sweeps).
 
+``candidates`` (any learned router's params): which models it may pick -- ``all``
+(default); ``pareto``, the models on the training set's cost / mean-score Pareto front;
+``sbs-pair``, the single best model on the training set and the best model costing at
+most ``pair_max_cost_ratio`` (default 0.1) of it; or a list of model names. Fewer
+candidates means fewer noisy per-model predictions to get wrong: on RouterBench MBPP a
+router choosing between GPT-4 and GPT-3.5 reaches GPT-4's quality at a lower cost than
+one choosing among all eleven models (benchmarks/NOTES.md). Resolved at fit time and
+recorded in router.json; the others score -inf.
+
 Checkpoint folder (like Hugging Face ``save_pretrained``)::
 
     router.json      what it is: type, params, models, costs, setting, lambda2,
@@ -64,6 +73,7 @@ class Router:
         self.simulated = False
         self.trained_on: list[dict] = []
         self.metrics: dict[str, Any] = {}
+        self.candidates: list[str] | None = None  # None: every model
 
     # ---- the interface ------------------------------------------------------
     def fit(self, data: RoutingData, portfolio: list[str] | None = None) -> Router:
@@ -80,7 +90,16 @@ class Router:
                 field="models",
             )
         self._check_data(data, where)
+        candidates = resolve_candidates(
+            self.params.get("candidates", "all"),
+            list(data.models),
+            data.scores,
+            np.asarray(data.costs, dtype=float),
+            float(self.params.get("pair_max_cost_ratio", 0.1)),
+            where,
+        )
         self.models = list(data.models)
+        self.candidates = candidates
         self.costs = np.asarray(data.costs, dtype=float)
         self.setting = data.setting
         self.lambda2 = float(data.lambda2)
@@ -104,6 +123,8 @@ class Router:
         scores = np.asarray(self._predict(prompts), dtype=float)
         if scores.shape != (len(prompts), len(self.models)):
             raise RuntimeError(f"{self.type}: predicted shape {scores.shape}")
+        if self.candidates is not None:
+            scores[:, [m not in self.candidates for m in self.models]] = -np.inf
         return scores
 
     def route(self, prompts: list[str], cost_weight: float = 0.0) -> list[str]:
@@ -136,6 +157,7 @@ class Router:
             "params": self.params,
             "seed": self.seed,
             "models": self.models,
+            "candidates": self.candidates,
             "costs": [float(c) for c in self.costs],
             "setting": self.setting,
             "lambda2": self.lambda2,
@@ -168,6 +190,7 @@ class Router:
             )
         router = cls(meta["params"], seed=meta.get("seed", 0))
         router.models = list(meta["models"])
+        router.candidates = meta.get("candidates")
         router.costs = np.asarray(meta["costs"], dtype=float)
         router.setting = meta.get("setting")
         router.lambda2 = meta.get("lambda2")
@@ -204,6 +227,57 @@ class Router:
     def _require_fitted(self) -> None:
         if self.models is None:
             raise RuntimeError(f"{self.type} router is not fitted (call fit or load)")
+
+
+CANDIDATE_RULES = ("all", "pareto", "sbs-pair")
+
+
+def resolve_candidates(
+    spec, models: list[str], scores: np.ndarray, costs: np.ndarray, pair_ratio: float, where: str
+) -> list[str] | None:
+    """The models a router may pick (None = all); see the module docstring."""
+    if isinstance(spec, (list, tuple)):
+        names = [str(m) for m in spec]
+        unknown = [m for m in names if m not in models]
+        if unknown or not names:
+            raise InputError(
+                f"candidates {unknown or names} are not in the split's portfolio {models}",
+                path=where,
+                field="candidates",
+            )
+        return [m for m in models if m in names]
+    if spec not in CANDIDATE_RULES:
+        raise InputError(
+            f"candidates must be a list of models or one of {', '.join(CANDIDATE_RULES)},"
+            f" not {spec!r}",
+            path=where,
+            field="candidates",
+        )
+    if spec == "all":
+        return None
+    mean = np.nanmean(np.asarray(scores, dtype=float), axis=0)
+    if spec == "pareto":
+        keep = [
+            m
+            for j, m in enumerate(models)
+            if not any(
+                costs[k] <= costs[j]
+                and mean[k] >= mean[j]
+                and (costs[k] < costs[j] or mean[k] > mean[j])
+                for k in range(len(models))
+            )
+        ]
+        return keep
+    if not 0 < pair_ratio <= 1:
+        raise InputError(
+            "pair_max_cost_ratio must be in (0, 1]", path=where, field="pair_max_cost_ratio"
+        )
+    best = int(choose(mean[None, :], costs, cost_weight=0.0)[0])
+    cheap = [j for j in range(len(models)) if costs[j] <= pair_ratio * costs[best] and j != best]
+    if not cheap:
+        cheap = [int(np.argmin(costs))]
+    weak = max(cheap, key=lambda j: (mean[j], -costs[j]))
+    return [m for j, m in enumerate(models) if j in (best, weak)]
 
 
 def read_router_json(directory: str | Path) -> dict:

@@ -10,6 +10,23 @@ steps, lr 2e-5, batch 4 (0.5B) / 1 (1.5B), 16-bit, inputs of 2048 tokens.
 Params (config ``routers.<name>``): base_model, epochs, lr, warmup_steps, batch_size,
 grad_accum, max_length, weight_decay, max_grad_norm, bf16, device (auto|cpu|cuda),
 predict_batch_size, threads. The fine-tuned model is saved under ``model/``.
+
+Three options change the paper's recipe where it fails on a few hundred real prompts
+(benchmarks/NOTES.md); their defaults are the paper's:
+
+- ``pooling``: ``model`` = the architecture's own pooling (paper); ``mean`` = masked mean
+  of the last hidden states, L2-normalised -- how sentence encoders such as MiniLM were
+  trained (their [CLS] pooler was not); ``auto`` = ``mean`` for encoders with a linear
+  ``classifier`` head, else ``model``.
+- ``objective``: ``mse`` = regress the setting's ranking scores (paper 5.1); ``bce`` =
+  one logistic head per model on the RAW scores in [0, 1] (pass@1 as soft labels), and
+  predict P(success) + lambda2 * CS^-1, as the ``linear`` router does. Per-model scaled
+  targets inflate weak models' rare successes; probabilities do not.
+- ``head_init``: ``random`` (paper) or ``probe``: before fine-tuning, fit the head on the
+  frozen encoder's pooled features (logistic / ridge regression with ``probe_C`` /
+  ``probe_alpha``), then fine-tune everything ("LP-FT"). Fine-tuning then starts from a
+  router as good as a linear probe instead of from noise, which a few hundred prompts
+  and a few epochs cannot undo.
 """
 
 from __future__ import annotations
@@ -17,11 +34,14 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from codyn.errors import InputError
+from codyn.ranking import affordability
 from codyn.routers.base import ProgressLog, Router, resolve_device
+from codyn.routers.linear import expected_scores, fit_expected_score
 from codyn.routers.lm import resolve_base_model, seed_everything
 from codyn.routing_data import RoutingData
 
@@ -45,6 +65,16 @@ class ClsRouter(Router):
         "device": "auto",
         "predict_batch_size": 32,
         "threads": None,
+        "pooling": "model",
+        "objective": "mse",
+        "head_init": "random",
+        "probe_C": 1.0,
+        "probe_alpha": 1.0,
+    }
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "pooling": ("model", "mean", "auto"),
+        "objective": ("mse", "bce"),
+        "head_init": ("random", "probe"),
     }
     model = None
     tokenizer = None
@@ -53,6 +83,111 @@ class ClsRouter(Router):
         for key in ("epochs", "batch_size", "max_length"):
             if int(self.params[key]) < 1:
                 raise InputError(f"{key} must be >= 1", path=where, field=key)
+        for key, allowed in self.CHOICES.items():
+            if self.params[key] not in allowed:
+                raise InputError(
+                    f"{key} must be one of {', '.join(allowed)}, not {self.params[key]!r}",
+                    path=where,
+                    field=key,
+                )
+        if self.params["objective"] == "bce":
+            lo, hi = float(np.nanmin(data.scores)), float(np.nanmax(data.scores))
+            if lo < 0.0 or hi > 1.0:
+                raise InputError(
+                    f"objective bce needs raw scores in [0, 1]; these span [{lo:g}, {hi:g}]"
+                    " (use objective: mse)",
+                    path=where,
+                    field="objective",
+                )
+
+    # ---- pooling and head ------------------------------------------------------
+    def _head(self):
+        import torch
+
+        for name in ("classifier", "score"):
+            head = getattr(self.model, name, None)
+            if isinstance(head, torch.nn.Linear):
+                return head
+        return None
+
+    def _resolve_pooling(self) -> str:
+        pooling = self.params["pooling"]
+        if pooling == "auto":
+            import torch
+
+            linear_classifier = isinstance(getattr(self.model, "classifier", None), torch.nn.Linear)
+            pooling = "mean" if linear_classifier else "model"
+        if pooling == "mean" and self._head() is None:
+            raise InputError(
+                f"pooling: mean needs a linear 'classifier' or 'score' head; "
+                f"{type(self.model).__name__} has neither",
+                field="pooling",
+            )
+        return pooling
+
+    def _logits(self, enc: dict):
+        import torch
+
+        if self.pooling != "mean":
+            return self.model(**enc).logits.float()
+        hidden = self.model.base_model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+        head = self._head()
+        return head(pooled.to(head.weight.dtype)).float()
+
+    def _pooled_features(self, prompts: list[str], device: str) -> np.ndarray:
+        import torch
+
+        head = self._head()
+        captured: list = []
+        hook = head.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0]))
+        size = int(self.params["predict_batch_size"])
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for i in range(0, len(prompts), size):
+                    self._logits(self._encode(prompts[i : i + size], device))
+        finally:
+            hook.remove()
+        return torch.cat([c.float().cpu() for c in captured]).numpy()
+
+    def _init_head_from_probe(self, data: RoutingData, device: str) -> dict:
+        """LP-FT: fit the head on frozen pooled features; returns the probe's train loss."""
+        import torch
+
+        if self.pooling != "mean":
+            raise InputError("head_init: probe needs pooling: mean (or auto)", field="head_init")
+        x = self._pooled_features(data.prompts, device)
+        head = self._head()
+        bias = head.bias is not None
+        y = data.scores if self.params["objective"] == "bce" else data.targets
+        weights, biases, fitted = [], [], []
+        for j in range(y.shape[1]):
+            model = fit_expected_score(
+                x, y[:, j], C=float(self.params["probe_C"]),
+                alpha=float(self.params["probe_alpha"]), max_iter=2000, fit_intercept=bias,
+            )  # fmt: skip
+            fitted.append(model)
+            if hasattr(model, "coef_"):
+                coef = np.ravel(model.coef_)
+                intercept = float(np.ravel(model.intercept_)[0]) if bias else 0.0
+            else:  # a model whose training scores never vary: a constant head
+                coef = np.zeros(x.shape[1])
+                intercept = float(model.value)
+                if self.params["objective"] == "bce":
+                    p = float(np.clip(intercept, 1e-4, 1 - 1e-4))
+                    intercept = float(np.log(p / (1 - p)))
+            weights.append(coef)
+            biases.append(intercept)
+        with torch.no_grad():
+            head.weight.copy_(torch.tensor(np.vstack(weights), dtype=head.weight.dtype))
+            if bias:
+                head.bias.copy_(torch.tensor(biases, dtype=head.bias.dtype))
+        self.model.train()
+        pred = expected_scores(fitted, x)
+        return {"probe_train_mse": float(np.mean((pred - y) ** 2))}
 
     def _load_model(self, source: str, num_labels: int | None = None):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -94,6 +229,11 @@ class ClsRouter(Router):
         base = resolve_base_model(str(self.params["base_model"]), seed=self.seed)
         self.model, self.tokenizer = self._load_model(base, num_labels=len(data.models))
         self.model.to(device)
+        self.pooling = self._resolve_pooling()
+        self.params["pooling"] = self.pooling  # router.json records what was used
+        probe = {}
+        if self.params["head_init"] == "probe":
+            probe = self._init_head_from_probe(data, device)
         self.model.train()
 
         n, batch = len(data), int(self.params["batch_size"])
@@ -108,7 +248,8 @@ class ClsRouter(Router):
         schedule = get_linear_schedule_with_warmup(
             optimizer, min(int(self.params["warmup_steps"]), total), total
         )
-        targets = torch.tensor(data.targets, dtype=torch.float32)
+        bce = self.params["objective"] == "bce"
+        targets = torch.tensor(data.scores if bce else data.targets, dtype=torch.float32)
         order = torch.Generator().manual_seed(self.seed)
         progress = ProgressLog(total, f"cls {self.params['base_model']}", logger=log)
         step, losses = 0, []
@@ -118,9 +259,19 @@ class ClsRouter(Router):
             for c, idx in enumerate(chunks):
                 enc = self._encode([data.prompts[i] for i in idx], device)
                 with self._autocast(device):
-                    pred = self.model(**enc).logits.float()
-                # Sum over heads of each head's MSE (paper 5.1).
-                loss = ((pred - targets[idx].to(device)) ** 2).mean(dim=0).sum()
+                    pred = self._logits(enc)
+                truth = targets[idx].to(device)
+                if bce:
+                    loss = (
+                        torch.nn.functional.binary_cross_entropy_with_logits(
+                            pred, truth, reduction="none"
+                        )
+                        .mean(dim=0)
+                        .sum()
+                    )
+                else:
+                    # Sum over heads of each head's MSE (paper 5.1).
+                    loss = ((pred - truth) ** 2).mean(dim=0).sum()
                 (loss / accum).backward()
                 losses.append(loss.item())
                 if (c + 1) % accum == 0 or c + 1 == len(chunks):
@@ -139,6 +290,8 @@ class ClsRouter(Router):
             "steps": step,
             "device": device,
             "base_model_path": base,
+            "pooling": self.pooling,
+            **probe,
         }
 
     def _predict(self, prompts: list[str]) -> np.ndarray:
@@ -150,13 +303,12 @@ class ClsRouter(Router):
         with torch.no_grad():
             for i in range(0, len(prompts), size):
                 with self._autocast(device):
-                    out.append(
-                        self.model(**self._encode(prompts[i : i + size], device))
-                        .logits.float()
-                        .cpu()
-                        .numpy()
-                    )
-        return np.vstack(out).astype(float)
+                    out.append(self._logits(self._encode(prompts[i : i + size], device)).cpu())
+        logits = np.vstack([o.numpy() for o in out]).astype(float)
+        if self.params["objective"] == "bce":
+            expected = 1.0 / (1.0 + np.exp(-logits))
+            return expected + self.lambda2 * affordability(self.costs)[None, :]
+        return logits
 
     def _save_weights(self, directory: Path) -> None:
         self.model.save_pretrained(directory / MODEL_DIR)
@@ -175,4 +327,5 @@ class ClsRouter(Router):
                 field="num_labels",
             )
         self.model.to(resolve_device(self.params["device"]))
+        self.pooling = self._resolve_pooling()
         self.model.eval()
