@@ -76,6 +76,7 @@ ROUTERS = {
         "pooling": "mean",
         "objective": "bce",
         "head_init": "probe",
+        "header": "auto",
     },
     "cls-pair": {"type": "cls", "candidates": "sbs-pair"},  # filled from "cls" below
     # the paper's recipe on MiniLM: MSE on per-model scaled ranking scores, random head,

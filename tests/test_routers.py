@@ -665,3 +665,46 @@ def test_ordinary_first_lines_are_not_metadata():
     feats = HeaderFeatures().fit(mixed)
     assert feats.describe() == {"numeric": [], "categorical": {"lang": ["python"]}}
     assert HeaderFeatures().fit(mixed[:3] + ["plain"] * 4).n_features == 0
+
+
+def test_cls_reads_the_prompt_header(tmp_path, cache):
+    data = load_routing_data([_header_targets(tmp_path, True)], "setting1")
+    params = {
+        "base_model": "minilm",
+        **LM_FAST,
+        "epochs": 1,
+        "lr": 1e-4,
+        "pooling": "mean",
+        "objective": "bce",
+        "head_init": "probe",
+        "probe_C": 10.0,
+        "header": "auto",
+    }
+    router = make_router("cls", params, seed=0).fit(data)
+    assert router.metrics["header_features"] == {
+        "numeric": ["posted"],
+        "categorical": {"topic": ["maths", "strings"]},
+    }
+    # the probe put weight on the header head: "topic: maths" favours m-big over m-small
+    weight = router.header_head.weight.detach().numpy()
+    maths_col = 1  # [posted, topic=maths, topic=strings]
+    assert weight[MODELS.index("m-big"), maths_col] > weight[MODELS.index("m-small"), maths_col]
+    maths = np.array([p.startswith("topic: maths") for p in data.prompts])
+    picks = np.array(router.route(data.prompts, cost_weight=0.2))
+    assert np.mean(np.where(maths, picks == "m-big", picks != "m-big")) >= 0.9
+    router.save(tmp_path / "cls")
+    meta = json.loads((tmp_path / "cls" / "router.json").read_text())
+    assert meta["state"]["header"]["features"]["categorical"] == {"topic": ["maths", "strings"]}
+    loaded = load_router(tmp_path / "cls", models=MODELS)
+    np.testing.assert_allclose(
+        loaded.predict_scores(data.prompts), router.predict_scores(data.prompts), atol=1e-6
+    )
+    # a prompt without the header still routes (zeros for the metadata)
+    assert len(loaded.route(["Solve task number 1."])) == 1
+    plain = load_routing_data([_header_targets(tmp_path, False)], "setting1")
+    with pytest.raises(InputError, match="no 'key: value"):
+        make_router("cls", {**params, "header": "true"}, seed=0).fit(plain)
+    with pytest.raises(InputError, match="header features need pooling: mean"):
+        make_router("cls", {"base_model": "tiny-qwen2", **LM_FAST, "header": "auto"}, seed=0).fit(
+            data
+        )

@@ -27,6 +27,10 @@ Three options change the paper's recipe where it fails on a few hundred real pro
   ``probe_alpha``), then fine-tune everything ("LP-FT"). Fine-tuning then starts from a
   router as good as a linear probe instead of from noise, which a few hundred prompts
   and a few epochs cannot undo.
+- ``header`` (false | auto | true; needs ``pooling: mean``): like the ``linear`` router,
+  read a ``key: value | ...`` first prompt line as metadata features
+  (codyn.routers.header), scaled by ``header_weight``, through a second linear head
+  whose logits add to the text head's. Its features and weights are kept in router.json.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import numpy as np
 from codyn.errors import InputError
 from codyn.ranking import affordability
 from codyn.routers.base import ProgressLog, Router, resolve_device
+from codyn.routers.header import HeaderFeatures
 from codyn.routers.linear import expected_scores, fit_expected_score
 from codyn.routers.lm import resolve_base_model, seed_everything
 from codyn.routing_data import RoutingData
@@ -70,12 +75,17 @@ class ClsRouter(Router):
         "head_init": "random",
         "probe_C": 1.0,
         "probe_alpha": 1.0,
+        "header": "false",
+        "header_weight": 3.0,
     }
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "pooling": ("model", "mean", "auto"),
         "objective": ("mse", "bce"),
         "head_init": ("random", "probe"),
+        "header": ("false", "auto", "true"),
     }
+    header = None  # HeaderFeatures when the router reads a metadata line
+    header_head = None  # torch Linear(n header features -> n models), no bias
     model = None
     tokenizer = None
 
@@ -83,6 +93,7 @@ class ClsRouter(Router):
         for key in ("epochs", "batch_size", "max_length"):
             if int(self.params[key]) < 1:
                 raise InputError(f"{key} must be >= 1", path=where, field=key)
+        self.params["header"] = str(self.params["header"]).lower()
         for key, allowed in self.CHOICES.items():
             if self.params[key] not in allowed:
                 raise InputError(
@@ -125,7 +136,13 @@ class ClsRouter(Router):
             )
         return pooling
 
-    def _logits(self, enc: dict):
+    def _header_x(self, prompts: list[str], device: str):
+        import torch
+
+        x = float(self.params["header_weight"]) * self.header.transform(prompts)
+        return torch.tensor(x, dtype=torch.float32, device=device)
+
+    def _logits(self, enc: dict, prompts: list[str]):
         import torch
 
         if self.pooling != "mean":
@@ -135,7 +152,32 @@ class ClsRouter(Router):
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
         head = self._head()
-        return head(pooled.to(head.weight.dtype)).float()
+        logits = head(pooled.to(head.weight.dtype)).float()
+        if self.header_head is not None:
+            logits = logits + self.header_head(self._header_x(prompts, pooled.device.type))
+        return logits
+
+    def _setup_header(self, data: RoutingData, device: str) -> None:
+        import torch
+
+        use = self.params["header"]
+        self.header, self.header_head = None, None
+        if use == "false":
+            return
+        if self.pooling != "mean":
+            raise InputError("header features need pooling: mean (or auto)", field="header")
+        header = HeaderFeatures().fit(data.prompts)
+        if header.n_features == 0:
+            if use == "true":
+                raise InputError(
+                    "header: true, but the training prompts have no 'key: value | ...' first line",
+                    field="header",
+                )
+            return
+        self.header = header
+        self.header_head = torch.nn.Linear(header.n_features, len(data.models), bias=False)
+        torch.nn.init.zeros_(self.header_head.weight)
+        self.header_head.to(device)
 
     def _pooled_features(self, prompts: list[str], device: str) -> np.ndarray:
         import torch
@@ -148,7 +190,8 @@ class ClsRouter(Router):
         try:
             with torch.no_grad():
                 for i in range(0, len(prompts), size):
-                    self._logits(self._encode(prompts[i : i + size], device))
+                    part = prompts[i : i + size]
+                    self._logits(self._encode(part, device), part)
         finally:
             hook.remove()
         return torch.cat([c.float().cpu() for c in captured]).numpy()
@@ -159,7 +202,10 @@ class ClsRouter(Router):
 
         if self.pooling != "mean":
             raise InputError("head_init: probe needs pooling: mean (or auto)", field="head_init")
-        x = self._pooled_features(data.prompts, device)
+        pooled = self._pooled_features(data.prompts, device)
+        x = pooled
+        if self.header_head is not None:
+            x = np.hstack([pooled, self._header_x(data.prompts, "cpu").numpy()])
         head = self._head()
         bias = head.bias is not None
         y = data.scores if self.params["objective"] == "bce" else data.targets
@@ -181,8 +227,12 @@ class ClsRouter(Router):
                     intercept = float(np.log(p / (1 - p)))
             weights.append(coef)
             biases.append(intercept)
+        coef = np.vstack(weights)
+        width = pooled.shape[1]
         with torch.no_grad():
-            head.weight.copy_(torch.tensor(np.vstack(weights), dtype=head.weight.dtype))
+            head.weight.copy_(torch.tensor(coef[:, :width], dtype=head.weight.dtype))
+            if self.header_head is not None:
+                self.header_head.weight.copy_(torch.tensor(coef[:, width:], dtype=torch.float32))
             if bias:
                 head.bias.copy_(torch.tensor(biases, dtype=head.bias.dtype))
         self.model.train()
@@ -231,6 +281,7 @@ class ClsRouter(Router):
         self.model.to(device)
         self.pooling = self._resolve_pooling()
         self.params["pooling"] = self.pooling  # router.json records what was used
+        self._setup_header(data, device)
         probe = {}
         if self.params["head_init"] == "probe":
             probe = self._init_head_from_probe(data, device)
@@ -240,8 +291,11 @@ class ClsRouter(Router):
         accum = int(self.params["grad_accum"])
         per_epoch = math.ceil(math.ceil(n / batch) / accum)
         total = per_epoch * int(self.params["epochs"])
+        params = list(self.model.parameters())
+        if self.header_head is not None:
+            params += list(self.header_head.parameters())
         optimizer = torch.optim.AdamW(
-            self.model.parameters(),
+            params,
             lr=float(self.params["lr"]),
             weight_decay=float(self.params["weight_decay"]),
         )
@@ -257,9 +311,9 @@ class ClsRouter(Router):
             perm = torch.randperm(n, generator=order).tolist()
             chunks = [perm[i : i + batch] for i in range(0, n, batch)]
             for c, idx in enumerate(chunks):
-                enc = self._encode([data.prompts[i] for i in idx], device)
+                texts = [data.prompts[i] for i in idx]
                 with self._autocast(device):
-                    pred = self._logits(enc)
+                    pred = self._logits(self._encode(texts, device), texts)
                 truth = targets[idx].to(device)
                 if bce:
                     loss = (
@@ -275,9 +329,7 @@ class ClsRouter(Router):
                 (loss / accum).backward()
                 losses.append(loss.item())
                 if (c + 1) % accum == 0 or c + 1 == len(chunks):
-                    torch.nn.utils.clip_grad_norm_(
-                        self.model.parameters(), float(self.params["max_grad_norm"])
-                    )
+                    torch.nn.utils.clip_grad_norm_(params, float(self.params["max_grad_norm"]))
                     optimizer.step()
                     schedule.step()
                     optimizer.zero_grad()
@@ -291,6 +343,7 @@ class ClsRouter(Router):
             "device": device,
             "base_model_path": base,
             "pooling": self.pooling,
+            "header_features": self.header.describe() if self.header else None,
             **probe,
         }
 
@@ -302,13 +355,23 @@ class ClsRouter(Router):
         out = []
         with torch.no_grad():
             for i in range(0, len(prompts), size):
+                part = prompts[i : i + size]
                 with self._autocast(device):
-                    out.append(self._logits(self._encode(prompts[i : i + size], device)).cpu())
+                    out.append(self._logits(self._encode(part, device), part).cpu())
         logits = np.vstack([o.numpy() for o in out]).astype(float)
         if self.params["objective"] == "bce":
             expected = 1.0 / (1.0 + np.exp(-logits))
             return expected + self.lambda2 * affordability(self.costs)[None, :]
         return logits
+
+    def _state(self) -> dict:
+        if self.header_head is None:
+            return {}
+        weight = self.header_head.weight.detach().cpu().numpy().astype(float)
+        return {"header": {"features": self.header.to_dict(), "weight": weight.tolist()}}
+
+    def _load_state(self, state: dict) -> None:
+        self._saved_header = state.get("header")
 
     def _save_weights(self, directory: Path) -> None:
         self.model.save_pretrained(directory / MODEL_DIR)
@@ -326,6 +389,25 @@ class ClsRouter(Router):
                 path=folder / "config.json",
                 field="num_labels",
             )
-        self.model.to(resolve_device(self.params["device"]))
+        device = resolve_device(self.params["device"])
+        self.model.to(device)
         self.pooling = self._resolve_pooling()
         self.model.eval()
+        saved = getattr(self, "_saved_header", None)
+        self.header, self.header_head = None, None
+        if saved:
+            import torch
+
+            self.header = HeaderFeatures.from_dict(saved["features"])
+            weight = torch.tensor(saved["weight"], dtype=torch.float32)
+            if tuple(weight.shape) != (len(self.models), self.header.n_features):
+                raise InputError(
+                    f"header head has shape {tuple(weight.shape)}, expected "
+                    f"{(len(self.models), self.header.n_features)}",
+                    path=directory / "router.json",
+                    field="state.header.weight",
+                )
+            self.header_head = torch.nn.Linear(self.header.n_features, len(self.models), bias=False)
+            with torch.no_grad():
+                self.header_head.weight.copy_(weight)
+            self.header_head.to(device)

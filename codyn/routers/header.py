@@ -112,3 +112,19 @@ class HeaderFeatures:
 
     def describe(self) -> dict:
         return {"numeric": sorted(self.numeric), "categorical": dict(self.categorical)}
+
+    def to_dict(self) -> dict:
+        """JSON-able state (kept in router.json by routers that save no pickle)."""
+        return {
+            "min_share": self.min_share,
+            "min_count": self.min_count,
+            "numeric": {k: list(v) for k, v in self.numeric.items()},
+            "categorical": {k: list(v) for k, v in self.categorical.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict) -> HeaderFeatures:
+        out = cls(state.get("min_share", 0.5), state.get("min_count", 2))
+        out.numeric = {k: (float(v[0]), float(v[1])) for k, v in state["numeric"].items()}
+        out.categorical = {k: [str(x) for x in v] for k, v in state["categorical"].items()}
+        return out
