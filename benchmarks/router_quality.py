@@ -29,7 +29,6 @@ Needs ../shared/datasets (the real matrices); exits with a message when it is ab
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -39,16 +38,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from codyn.config import load_config, relative_costs
 from codyn.evaluation import metrics, sweep
+from codyn.evaluation.evaluate import SWEPT_TYPES
 from codyn.importers import import_matrix
 from codyn.io import write_json, write_text
 from codyn.routers import make_router
 from codyn.routing_data import load_routing_data
-from codyn.splits import build_targets, make_split
+from codyn.splits import build_targets, make_split, save_targets
 
 LOG = logging.getLogger("router_quality")
 REPO = Path(__file__).resolve().parent.parent
@@ -101,23 +99,6 @@ ROUTERS = {
 ROUTERS["cls-pair"] = {**ROUTERS["cls"], **ROUTERS["cls-pair"]}
 # cls-paper and cls-pair are measured on request (--routers): ~1.5 min per LCB seed each
 DEFAULT_ROUTERS = [r for r in ROUTERS if r not in ("cls-paper", "cls-pair")]
-SWEPT = {"linear", "linear-pair", "cls", "cls-pair", "cls-paper", "knn", "mlp", "rorf"}
-
-
-def write_targets_file(frame, meta, path: Path) -> Path:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({b"codyn": json.dumps(meta).encode()})
-    pq.write_table(table, path)
-    return path
-
-
-def evaluate_choice(scores, costs, choice) -> dict:
-    share = metrics.shares(choice, len(costs))
-    return {
-        "effectiveness": metrics.effectiveness(scores, choice),
-        "cost": metrics.eq2_cost(share, costs),
-        "shares": share.tolist(),
-    }
 
 
 def run_seed(name, matrix, seed, routers, settings, normalisation, workdir) -> dict:
@@ -125,7 +106,8 @@ def run_seed(name, matrix, seed, routers, settings, normalisation, workdir) -> d
         matrix.task_ids, dataset=matrix.frame["dataset"].iloc[0], seed=seed, test_size=0.25
     )
     frame, meta = build_targets(matrix, split, settings=settings, normalisation=normalisation)
-    path = write_targets_file(frame, meta, Path(workdir) / f"{name}-{seed}.parquet")
+    path = Path(workdir) / f"{name}-{seed}.parquet"
+    save_targets(frame, meta, path)
     train = load_routing_data([str(path)], "setting1", split="train")
     test = load_routing_data([str(path)], "setting1", split="test")
     costs = np.asarray(train.costs, dtype=float)
@@ -157,8 +139,10 @@ def run_seed(name, matrix, seed, routers, settings, normalisation, workdir) -> d
         rec = {"fit_s": round(fit_s, 2), "settings": {}}
         for sname, lam in settings.items():
             choice = sweep.decide(pred, costs, float(lam))
-            rec["settings"][sname] = evaluate_choice(test.scores, costs, choice)
-        if rname in SWEPT:
+            rec["settings"][sname] = metrics.summarise_choice(
+                test.scores, costs, choice, models=train.models
+            )
+        if params["type"] in SWEPT_TYPES:
             pts = sweep.sweep(pred, test.scores, costs, n_points=201)
             cost = np.array([p.cost for p in pts])
             eff = np.array([p.effectiveness for p in pts])
@@ -263,12 +247,7 @@ def verdict(name: str, seeds: list[dict], routers: list[str]) -> str:
 
 def plot(results: dict, routers: list[str], path: str) -> None:
     """Per matrix: mean over seeds of (best test E at cost <= c) - SBS test E, against c."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from codyn.io import atomic_path
+    from codyn.evaluation.figures import plt, save
 
     names = list(results)
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.2), squeeze=False)
@@ -298,9 +277,7 @@ def plot(results: dict, routers: list[str], path: str) -> None:
         ax.grid(alpha=0.3)
     axes[0][-1].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,7 @@ import pandas as pd
 
 from codyn.errors import CodynError, InputError
 from codyn.matrix import SCORE_PREFIX, USD_PREFIX, Matrix
+from codyn.routers.header import format_header
 
 log = logging.getLogger(__name__)
 
@@ -427,7 +428,7 @@ def lcb_prompt(problem: dict, header: list[str] | tuple[str, ...] = ()) -> str:
             field="prompt_header",
         )
     parts = [
-        " | ".join(f"{f}: {str(problem.get(f, '')).strip()[:10]}" for f in header),
+        format_header({f: str(problem.get(f, "")).strip()[:10] for f in header}),
         str(problem.get("question_title") or "").strip(),
         str(problem["question_content"]).strip(),
     ]

@@ -210,10 +210,15 @@ def write_targets(
     frame, meta = build_targets(
         matrix, split, settings=settings, lambda1=lambda1, normalisation=normalisation
     )
+    save_targets(frame, meta, targets_path)
+    return frame, meta
+
+
+def save_targets(frame: pd.DataFrame, meta: dict, path) -> None:
+    """A targets frame and its ``codyn`` metadata as one Parquet file (atomic)."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata(
         {**(table.schema.metadata or {}), b"codyn": json.dumps(meta).encode()}
     )
-    with atomic_path(targets_path) as tmp:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-    return frame, meta

@@ -61,7 +61,7 @@ def _check_outputs(out, name, n_seeds=1):
             ref["c_strong"]
         )
         # sbs-pair: every operating point uses only the SBS and one cheap model
-        shares = routers["linear-pair"]["settings"]["setting1"]["shares"]
+        shares = routers["linear-pair"]["settings"]["setting1"]["shares"].values()
         assert sum(s > 0 for s in shares) <= 2
     return md, data
 

@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,7 +19,7 @@ from codyn.matrix import Matrix
 from codyn.routers import ROUTER_TYPES, load_router, make_router
 from codyn.routers.pipeline import predict_datasets, predict_router, train_router
 from codyn.routing_data import load_routing_data
-from codyn.splits import build_targets, make_split
+from codyn.splits import build_targets, make_split, save_targets
 
 MODELS = ["m-small", "m-mid", "m-big"]
 COSTS = {"m-small": 1.0, "m-mid": 5.0, "m-big": 72.0}
@@ -58,10 +57,7 @@ def _matrix(n=N_TASKS, dataset="toy", simulated=True) -> Matrix:
 
 
 def write_targets(path, frame: pd.DataFrame, meta: dict) -> str:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({b"codyn": json.dumps(meta).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
+    save_targets(frame, meta, path)
     return str(path)
 
 

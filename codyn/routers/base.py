@@ -34,6 +34,7 @@ import numpy as np
 
 from codyn import __version__
 from codyn.errors import InputError
+from codyn.evaluation.metrics import pareto_frontier
 from codyn.io import read_json, sha256_file, write_json
 from codyn.ranking import choose
 from codyn.routing_data import RoutingData
@@ -257,17 +258,8 @@ def resolve_candidates(
         return None
     mean = np.nanmean(np.asarray(scores, dtype=float), axis=0)
     if spec == "pareto":
-        keep = [
-            m
-            for j, m in enumerate(models)
-            if not any(
-                costs[k] <= costs[j]
-                and mean[k] >= mean[j]
-                and (costs[k] < costs[j] or mean[k] > mean[j])
-                for k in range(len(models))
-            )
-        ]
-        return keep
+        keep = set(pareto_frontier(costs, mean).tolist())
+        return [m for j, m in enumerate(models) if j in keep]
     if not 0 < pair_ratio <= 1:
         raise InputError(
             "pair_max_cost_ratio must be in (0, 1]", path=where, field="pair_max_cost_ratio"

@@ -43,7 +43,7 @@ from typing import ClassVar
 import numpy as np
 
 from codyn.errors import InputError
-from codyn.ranking import affordability
+from codyn.ranking import ranking_score
 from codyn.routers.base import ProgressLog, Router, resolve_device
 from codyn.routers.header import HeaderFeatures
 from codyn.routers.linear import expected_scores, fit_expected_score
@@ -142,15 +142,19 @@ class ClsRouter(Router):
         x = float(self.params["header_weight"]) * self.header.transform(prompts)
         return torch.tensor(x, dtype=torch.float32, device=device)
 
-    def _logits(self, enc: dict, prompts: list[str]):
+    def _pool(self, enc: dict):
+        """Masked mean of the last hidden states, L2-normalised (``pooling: mean``)."""
         import torch
 
-        if self.pooling != "mean":
-            return self.model(**enc).logits.float()
         hidden = self.model.base_model(**enc).last_hidden_state
         mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+        return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
+    def _logits(self, enc: dict, prompts: list[str]):
+        if self.pooling != "mean":
+            return self.model(**enc).logits.float()
+        pooled = self._pool(enc)
         head = self._head()
         logits = head(pooled.to(head.weight.dtype)).float()
         if self.header_head is not None:
@@ -180,21 +184,17 @@ class ClsRouter(Router):
         self.header_head.to(device)
 
     def _pooled_features(self, prompts: list[str], device: str) -> np.ndarray:
+        """The frozen encoder's pooled features (the text head's input), batch by batch."""
         import torch
 
-        head = self._head()
-        captured: list = []
-        hook = head.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0]))
         size = int(self.params["predict_batch_size"])
         self.model.eval()
-        try:
-            with torch.no_grad():
-                for i in range(0, len(prompts), size):
-                    part = prompts[i : i + size]
-                    self._logits(self._encode(part, device), part)
-        finally:
-            hook.remove()
-        return torch.cat([c.float().cpu() for c in captured]).numpy()
+        with torch.no_grad():
+            parts = [
+                self._pool(self._encode(prompts[i : i + size], device)).cpu()
+                for i in range(0, len(prompts), size)
+            ]
+        return torch.cat(parts).numpy()
 
     def _init_head_from_probe(self, data: RoutingData, device: str) -> dict:
         """LP-FT: fit the head on frozen pooled features; returns the probe's train loss."""
@@ -361,7 +361,7 @@ class ClsRouter(Router):
         logits = np.vstack([o.numpy() for o in out]).astype(float)
         if self.params["objective"] == "bce":
             expected = 1.0 / (1.0 + np.exp(-logits))
-            return expected + self.lambda2 * affordability(self.costs)[None, :]
+            return ranking_score(expected, self.costs, lambda2=self.lambda2)
         return logits
 
     def _state(self) -> dict:

@@ -25,11 +25,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import Counter
 
 import numpy as np
 
 _KEY = r"[A-Za-z_][A-Za-z0-9_.-]{0,39}"
 _PAIR = re.compile(rf"^\s*({_KEY})\s*:\s*(.{{0,64}}?)\s*$")
+
+
+def format_header(pairs: dict[str, str]) -> str:
+    """The header line for ``pairs`` (what :func:`parse_header` reads back)."""
+    return " | ".join(f"{key}: {value}" for key, value in pairs.items())
 
 
 def parse_header(prompt: str) -> dict[str, str]:
@@ -85,9 +91,7 @@ class HeaderFeatures:
                 arr = np.asarray(numbers, dtype=float)
                 self.numeric[key] = (float(arr.mean()), float(arr.std()) or 1.0)
             else:
-                counts: dict[str, int] = {}
-                for v in values:
-                    counts[v.lower()] = counts.get(v.lower(), 0) + 1
+                counts = Counter(v.lower() for v in values)
                 kept = sorted(v for v, c in counts.items() if c >= self.min_count)
                 if kept:
                     self.categorical[key] = kept

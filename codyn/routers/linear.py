@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from codyn.errors import InputError
-from codyn.ranking import affordability
+from codyn.ranking import ranking_score
 from codyn.routers.base import Router
 from codyn.routers.embeddings import MINILM, EmbeddingRouter
 from codyn.routers.header import HeaderFeatures
@@ -107,7 +107,7 @@ class LinearRouter(EmbeddingRouter, Router):
 
     def _predict(self, prompts: list[str]) -> np.ndarray:
         expected = expected_scores(self.estimator["per_model"], self._features(prompts))
-        return expected + self.lambda2 * affordability(self.costs)[None, :]
+        return ranking_score(expected, self.costs, lambda2=self.lambda2)
 
 
 def fit_expected_score(

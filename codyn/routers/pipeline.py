@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from codyn.errors import InputError
 from codyn.io import atomic_path, sha256_file
-from codyn.ranking import affordability
+from codyn.ranking import ranking_score
 from codyn.routers import load_router, make_router
 from codyn.routers.base import ROUTER_JSON
 from codyn.routing_data import load_routing_data, read_targets
@@ -121,7 +121,7 @@ def predict_router(
         # The paper's oracle: best raw score (plus the setting's cost term), cheapest on
         # ties; the normalised targets would break raw-score ties differently.
         scores = router.predict_from_targets(
-            data.scores + data.lambda2 * affordability(data.costs)[None, :]
+            ranking_score(data.scores, data.costs, lambda2=data.lambda2)
         )
     else:
         scores = router.predict_scores(data.prompts)
