@@ -9,6 +9,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/generate.smk"
 include: "rules/score.smk"
+include: "rules/agreement.smk"
 include: "rules/matrix.smk"
 include: "rules/study.smk"
 include: "rules/splits.smk"
@@ -24,6 +25,7 @@ rule all:
         data_targets(),
         generate_targets(),
         score_targets(),
+        agreement_targets(),
         matrix_targets(),
         study_targets(),
         splits_targets(),

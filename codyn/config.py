@@ -175,6 +175,19 @@ def relative_costs(config: dict) -> dict[str, float]:
     return {m: float(config["models"][m]["cost"]) for m in config["portfolio"]}
 
 
+def answers_kind(config: dict) -> str:
+    """Where the portfolio's answers come from: simulated, replayed (published answers
+    re-scored here), imported (published scores), generated (asked live), or mixed."""
+    backends = {config["models"][m]["backend"] for m in config["portfolio"]}
+    if "simulated" in backends:
+        return "simulated" if backends == {"simulated"} else "mixed"
+    if backends == {"replay"}:
+        return "replayed"
+    if backends == {"import"}:
+        return "imported"
+    return "generated" if not backends & {"replay", "import"} else "mixed"
+
+
 def is_simulated(config: dict) -> bool:
     """True when any portfolio model's answers are synthetic."""
     return any(config["models"][m]["backend"] == "simulated" for m in config["portfolio"])

@@ -40,6 +40,16 @@ class GenerateError(CodynError):
         self.summary = summary
 
 
+def replay_inputs(config: dict, model: str, dataset: str) -> list[str]:
+    """The published-answers file a replay model reads for ``dataset`` (none otherwise)."""
+    cfg = config["models"][model]
+    if cfg.get("backend") != "replay":
+        return []
+    from codyn.backends.replay import replay_path
+
+    return [str(replay_path(model, cfg, dataset))]
+
+
 def load_tasks(path) -> list[dict]:
     tasks, seen = [], {}
     for lineno, rec in enumerate(read_jsonl(path), start=1):
@@ -96,6 +106,7 @@ def _answer_record(
         cost_usd=c.cost_usd,
         model_id=c.model_id,
         finish_reason=c.finish_reason,
+        cost_estimated=c.cost_estimated,
         error=None,
         error_kind=None,
     )
@@ -120,6 +131,7 @@ def response_record(cached: dict, task: dict, model_name: str, backend: Backend)
         "output_tokens": out_tok,
         "latency_s": cached.get("latency_s"),
         "cost_usd": cost,
+        "cost_estimated": bool(cached.get("cost_estimated", False)),
         "error": cached.get("error"),
         "simulated": bool(backend.simulated),
     }

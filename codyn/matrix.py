@@ -248,6 +248,7 @@ def build_matrix(
     costs: dict[str, float],
     simulated: bool,
     dataset: str,
+    answers: str | None = None,
 ) -> Matrix:
     """The score matrix of one pipeline dataset.
 
@@ -340,6 +341,8 @@ def build_matrix(
         "dropped": {"count": int(drop.sum()), "status": NOT_SCORABLE, "reasons": dict(reasons)},
         "usd_known_share": usd_known,
     }
+    if answers:
+        meta["answers"] = answers  # simulated / replayed / generated (codyn.config.answers_kind)
     matrix = Matrix(
         frame,
         models,

@@ -54,6 +54,7 @@ RESPONSE_FIELDS = {
     "output_tokens": (int, type(None)),
     "latency_s": (float, int, type(None)),
     "cost_usd": (float, int, type(None)),
+    "cost_estimated": bool,  # token counts (so dollars) estimated, not reported (replay)
     "error": (str, type(None)),
     "simulated": bool,
 }

@@ -26,7 +26,17 @@ from codyn.io import atomic_open
 from codyn.matrix import Matrix
 
 TIE_ATOL = 1e-9
-ROWS = ["SBS", "SBS mean", "Oracle mean", "OG (abs)", "WCR", "WCR (tie-aware)", "n", "simulated"]
+ROWS = [
+    "SBS",
+    "SBS mean",
+    "Oracle mean",
+    "OG (abs)",
+    "WCR",
+    "WCR (tie-aware)",
+    "n",
+    "simulated",
+    "answers",
+]
 
 
 def single_best(scores: np.ndarray, costs: np.ndarray) -> int:
@@ -62,6 +72,8 @@ def oracle_gap(scores, models: list[str], costs) -> dict:
 def matrix_oracle_gap(matrix: Matrix) -> dict:
     out = oracle_gap(matrix.scores().to_numpy(dtype=float), matrix.models, matrix.cost_vector())
     out["simulated"] = bool(matrix.simulated)
+    # simulated / replayed / generated / imported (codyn.config.answers_kind)
+    out["answers"] = matrix.meta.get("answers") or ("simulated" if matrix.simulated else "real")
     return out
 
 
@@ -74,7 +86,7 @@ def oracle_gap_table(matrices: dict[str, Matrix]) -> pd.DataFrame:
 
 
 def _fmt(row: str, value) -> str:
-    if row in ("SBS",):
+    if row in ("SBS", "answers"):
         return str(value)
     if row == "simulated":
         return "yes" if value else "no"
@@ -101,6 +113,12 @@ def to_markdown(table: pd.DataFrame, label: str = "") -> str:
     )
     if simulated:
         caption += f" SIMULATED portfolio answers for: {', '.join(simulated)}."
+    replayed = [d for d in datasets if table.at["answers", d] == "replayed"]
+    if replayed:
+        caption += (
+            f" Real answers, replayed (published answers re-scored by codyn's sandbox) for: "
+            f"{', '.join(replayed)}."
+        )
     if label:
         caption += f" Run: {label}."
     return "\n".join(lines) + "\n\n" + caption + "\n"

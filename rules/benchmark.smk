@@ -10,7 +10,7 @@ rule router_quality:
         json="results/benchmarks/router_quality.json",
         png="results/benchmarks/router_quality.png",
     log:
-        "logs/router_quality/router_quality.log",
+        P.log("router_quality/router_quality.log"),
     conda:
         "../envs/train.yaml"
     threads: 2

@@ -9,14 +9,22 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from codyn import config as codyn_config  # noqa: E402
+from codyn import paths as codyn_paths  # noqa: E402
 from codyn.errors import ConfigError  # noqa: E402
 
 try:
+    # Before validation: the name becomes folder names, and an overlay config that does
+    # not name its experiment must not write into the embedded default's folders.
+    config["experiment"] = codyn_paths.experiment_from_configfiles(
+        config, workflow.overwrite_configfiles
+    )
     codyn_config.validate_config(config)
-except ConfigError as exc:
+except (ConfigError, ValueError) as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 validate(config, str(codyn_config.schema_path()))
 
+# Every output path of this experiment (codyn/paths.py): results/<experiment>/..., etc.
+P = codyn_paths.layout(config["experiment"])
 RUN_DATASETS = list(config["run_datasets"])
 PORTFOLIO = list(config["portfolio"])
 TRAIN_DATASETS = codyn_config.train_datasets(config)

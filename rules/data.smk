@@ -4,10 +4,9 @@
 # listed file is there and verified. prepare turns them into data/tasks/{dataset}.jsonl.
 import re
 
-from codyn import paths as codyn_paths
+from codyn.datasets import fetch as codyn_fetch
 
-# The manifest inside codyn_paths.RAW, spelled out (the linter flags composed paths).
-DATA_MANIFEST = "data/raw/{dataset}/MANIFEST.json"
+DATA_MANIFEST = P.MANIFEST
 # Imported score tables (adapter: import) have no task file; rule import_matrix reads them.
 TASK_DATASETS = [
     name for name, entry in config["datasets"].items() if entry["adapter"] != "import"
@@ -16,15 +15,25 @@ DATASET_PATTERN = "|".join(sorted(map(re.escape, TASK_DATASETS))) or "(?!)"
 
 # A lambda, not a def: `snakemake --lint` flags rules files that also define functions.
 data_targets = lambda: expand(
-    codyn_paths.TASKS, dataset=[d for d in RUN_DATASETS if d in TASK_DATASETS]
+    P.TASKS, dataset=[d for d in RUN_DATASETS if d in TASK_DATASETS]
 )
 
 
 rule fetch:
+    input:
+        # The repository's own copies (source: shipped): an edited copy refetches.
+        shipped=lambda wildcards: (
+            codyn_fetch.shipped_files(
+                config["datasets"][wildcards.dataset]["adapter"],
+                config["datasets"][wildcards.dataset],
+            )
+            if config["datasets"][wildcards.dataset].get("source") == "shipped"
+            else []
+        ),
     output:
         manifest=DATA_MANIFEST,
     log:
-        "logs/fetch/{dataset}.log",
+        P.log("fetch/{dataset}.log"),
     wildcard_constraints:
         dataset=DATASET_PATTERN,
     conda:
@@ -46,9 +55,9 @@ rule prepare:
     input:
         manifest=DATA_MANIFEST,
     output:
-        tasks=codyn_paths.TASKS,
+        tasks=P.TASKS,
     log:
-        "logs/prepare/{dataset}.log",
+        P.log("prepare/{dataset}.log"),
     wildcard_constraints:
         dataset=DATASET_PATTERN,
     conda:

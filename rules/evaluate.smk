@@ -7,19 +7,16 @@
 import re
 
 from codyn import config as codyn_config
-from codyn import paths as codyn_paths
 
-EVAL_TABLES = "results/tables"
-EVAL_FIGURES = "results/figures"
+EVAL_TABLES = P.TABLES
+EVAL_FIGURES = P.FIGURES
 GEN_DATASETS = list(config["generalisation"])
 EVAL_COSTS = codyn_config.relative_costs(config)
 EVAL_ROUTER_TYPES = {name: config["routers"][name]["type"] for name in RUN_ROUTERS}
 TRAIN_EVALS = expand(
-    codyn_paths.EVAL, dataset=TRAIN_DATASETS, router=RUN_ROUTERS, setting=SETTINGS
+    P.EVAL, dataset=TRAIN_DATASETS, router=RUN_ROUTERS, setting=SETTINGS
 )
-GEN_EVALS = expand(
-    codyn_paths.EVAL, dataset=GEN_DATASETS, router=RUN_ROUTERS, setting=SETTINGS
-)
+GEN_EVALS = expand(P.EVAL, dataset=GEN_DATASETS, router=RUN_ROUTERS, setting=SETTINGS)
 GEN_OUTPUTS = (
     [
         f"{EVAL_TABLES}/generalisation.csv",
@@ -58,17 +55,17 @@ EVAL_DATASETS = list(dict.fromkeys(TRAIN_DATASETS + GEN_DATASETS))
 
 rule evaluate:
     input:
-        matrices=expand(codyn_paths.MATRIX, dataset=EVAL_DATASETS),
-        splits=expand(codyn_paths.SPLIT, dataset=EVAL_DATASETS),
+        matrices=expand(P.MATRIX, dataset=EVAL_DATASETS),
+        splits=expand(P.SPLIT, dataset=EVAL_DATASETS),
         predictions=expand(
-            codyn_paths.PREDICTIONS,
+            P.PREDICTIONS,
             dataset=EVAL_DATASETS,
             allow_missing=True,
         ),
     output:
-        expand(codyn_paths.EVAL, dataset=EVAL_DATASETS, allow_missing=True),
+        expand(P.EVAL, dataset=EVAL_DATASETS, allow_missing=True),
     log:
-        "logs/evaluate/{router}/{setting}.log",
+        P.log("evaluate/{router}/{setting}.log"),
     wildcard_constraints:
         router="|".join(map(re.escape, RUN_ROUTERS)) or "(?!)",
         setting="|".join(map(re.escape, SETTINGS)) or "(?!)",
@@ -112,7 +109,7 @@ rule table2:
             labels={"table": "Table 2 (LaTeX)"},
         ),
     log:
-        "logs/table2/table2.log",
+        P.log("table2/table2.log"),
     conda:
         "../envs/evaluate.yaml"
     threads: 1
@@ -145,7 +142,7 @@ rule curves:
             labels={"table": "Curve metrics (markdown)"},
         ),
     log:
-        "logs/curves/curves.log",
+        P.log("curves/curves.log"),
     conda:
         "../envs/evaluate.yaml"
     threads: 1
@@ -186,7 +183,7 @@ rule figures:
         ),
         deferral_pdf=f"{EVAL_FIGURES}/deferral_curves.pdf",
     log:
-        "logs/figures/figures.log",
+        P.log("figures/figures.log"),
     conda:
         "../envs/evaluate.yaml"
     threads: 1
@@ -221,7 +218,7 @@ rule generalisation:
         ),
         pdf=f"{EVAL_FIGURES}/fig5_generalisation.pdf",
     log:
-        "logs/generalisation/generalisation.log",
+        P.log("generalisation/generalisation.log"),
     conda:
         "../envs/evaluate.yaml"
     threads: 1

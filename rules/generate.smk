@@ -2,10 +2,9 @@
 # every task, through the response cache under cache/ (never a declared output, so a
 # failed job keeps what it paid for; see codyn/cache.py).
 from codyn import generate as codyn_generate
-from codyn import paths as codyn_paths
 
 generate_targets = lambda: expand(
-    codyn_paths.RESPONSES,
+    P.RESPONSES,
     dataset=codyn_generate.generated_datasets(config, RUN_DATASETS),
     model=codyn_generate.generated_models(config),
 )
@@ -13,11 +12,15 @@ generate_targets = lambda: expand(
 
 rule generate:
     input:
-        tasks=codyn_paths.TASKS,
+        tasks=P.TASKS,
+        # Published answers (backend: replay) are inputs: a new file regenerates.
+        replay=lambda wildcards: codyn_generate.replay_inputs(
+            config, wildcards.model, wildcards.dataset
+        ),
     output:
-        responses=codyn_paths.RESPONSES,
+        responses=P.RESPONSES,
     log:
-        "logs/generate/{dataset}/{model}.log",
+        P.log("generate/{dataset}/{model}.log"),
     wildcard_constraints:
         dataset=codyn_generate.name_pattern(
             codyn_generate.generated_datasets(config, list(config["datasets"]))

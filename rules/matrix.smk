@@ -3,8 +3,7 @@
 import re
 
 from codyn import importers
-from codyn import paths as codyn_paths
-from codyn.config import is_simulated
+from codyn.config import answers_kind, is_simulated
 
 IMPORT_DATASETS = [
     name for name, entry in config["datasets"].items() if entry["adapter"] == "import"
@@ -16,18 +15,18 @@ PIPELINE_DATASET_RE = "|".join(map(re.escape, PIPELINE_DATASETS)) or "(?!)"
 PORTFOLIO_COSTS = {model: config["models"][model]["cost"] for model in PORTFOLIO}
 
 # A lambda, not a def: `snakemake --lint` flags rules files that also define functions.
-matrix_targets = lambda: expand(codyn_paths.MATRIX, dataset=RUN_DATASETS)
+matrix_targets = lambda: expand(P.MATRIX, dataset=RUN_DATASETS)
 
 
 rule matrix:
     input:
-        tasks=codyn_paths.TASKS,
-        scores=expand(codyn_paths.SCORES, model=PORTFOLIO, allow_missing=True),
-        responses=expand(codyn_paths.RESPONSES, model=PORTFOLIO, allow_missing=True),
+        tasks=P.TASKS,
+        scores=expand(P.SCORES, model=PORTFOLIO, allow_missing=True),
+        responses=expand(P.RESPONSES, model=PORTFOLIO, allow_missing=True),
     output:
-        codyn_paths.MATRIX,
+        P.MATRIX,
     log:
-        "logs/matrix/{dataset}.log",
+        P.log("matrix/{dataset}.log"),
     wildcard_constraints:
         dataset=PIPELINE_DATASET_RE,
     conda:
@@ -40,6 +39,7 @@ rule matrix:
         models=PORTFOLIO,
         costs=PORTFOLIO_COSTS,
         simulated=is_simulated(config),
+        answers=answers_kind(config),
     message:
         "score matrix of {wildcards.dataset} from tasks, scores and responses"
     script:
@@ -55,9 +55,9 @@ rule import_matrix:
             )
         ),
     output:
-        codyn_paths.MATRIX,
+        P.MATRIX,
     log:
-        "logs/import_matrix/{dataset}.log",
+        P.log("import_matrix/{dataset}.log"),
     wildcard_constraints:
         dataset=IMPORT_DATASET_RE,
     conda:

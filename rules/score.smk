@@ -1,6 +1,5 @@
 # Stage: score (see DESIGN.md section 3). Every response -> a number (paper 3.3):
 # execution in the sandbox, CodeBLEU, or classification with the A.7 penalty.
-from codyn import paths as codyn_paths
 
 # Adapters whose tasks run code; the rest (CodeBLEU, classification) need one core.
 # A constant, not workflow.cores: under a cluster executor there is no local core count,
@@ -13,7 +12,7 @@ score_threads = lambda wildcards: (
 
 # Lambdas, not defs: `snakemake --lint` flags rules files that also define functions.
 score_targets = lambda: [
-    codyn_paths.SCORES.format(dataset=dataset, model=model)
+    P.SCORES.format(dataset=dataset, model=model)
     for dataset in RUN_DATASETS
     if config["datasets"][dataset]["adapter"] != "import"
     for model in PORTFOLIO
@@ -22,13 +21,13 @@ score_targets = lambda: [
 
 rule score:
     input:
-        tasks=codyn_paths.TASKS,
-        responses=codyn_paths.RESPONSES,
+        tasks=P.TASKS,
+        responses=P.RESPONSES,
     output:
-        scores=codyn_paths.SCORES,
-        meta=codyn_paths.SCORES.removesuffix(".csv") + ".meta.json",
+        scores=P.SCORES,
+        meta=P.SCORES.removesuffix(".csv") + ".meta.json",
     log:
-        "logs/score/{dataset}/{model}.log",
+        P.log("score/{dataset}/{model}.log"),
     conda:
         "../envs/score.yaml"
     threads: score_threads

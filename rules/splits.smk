@@ -1,20 +1,17 @@
 # Stage: splits (see DESIGN.md section 3). A written-down seeded train/test split per
 # dataset, then normalised scores and ranking-score targets for every cost setting.
-from codyn import paths as codyn_paths
 
 # A lambda, not a def: `snakemake --lint` flags rules files that also define functions.
-splits_targets = lambda: expand(
-    [codyn_paths.SPLIT, codyn_paths.TARGETS], dataset=RUN_DATASETS
-)
+splits_targets = lambda: expand([P.SPLIT, P.TARGETS], dataset=RUN_DATASETS)
 
 
 rule split:
     input:
-        codyn_paths.MATRIX,
+        P.MATRIX,
     output:
-        codyn_paths.SPLIT,
+        P.SPLIT,
     log:
-        "logs/split/{dataset}.log",
+        P.log("split/{dataset}.log"),
     conda:
         "../envs/analysis.yaml"
     threads: 1
@@ -33,12 +30,12 @@ rule split:
 
 rule targets:
     input:
-        matrix=codyn_paths.MATRIX,
-        split=codyn_paths.SPLIT,
+        matrix=P.MATRIX,
+        split=P.SPLIT,
     output:
-        codyn_paths.TARGETS,
+        P.TARGETS,
     log:
-        "logs/targets/{dataset}.log",
+        P.log("targets/{dataset}.log"),
     conda:
         "../envs/analysis.yaml"
     threads: 1

@@ -6,27 +6,23 @@
 # profiles/slurm maps to one A10G); they fall back to the CPU where no GPU is present.
 import re
 
-from codyn import paths as codyn_paths
-
 TRAIN_ROUTERS = {name: config["routers"][name] for name in RUN_ROUTERS}
 GPU_ROUTERS = [n for n, spec in TRAIN_ROUTERS.items() if spec.get("gpu")]
 CPU_ROUTERS = [n for n in TRAIN_ROUTERS if n not in GPU_ROUTERS]
 # A lambda, not a def: `snakemake --lint` flags rules files that define functions.
 router_pattern = lambda names: "|".join(re.escape(n) for n in names) or "(?!)"
 train_targets = lambda: expand(
-    codyn_paths.ROUTER_JSON, router=RUN_ROUTERS, setting=SETTINGS
-) + expand(
-    codyn_paths.PREDICTIONS, router=RUN_ROUTERS, setting=SETTINGS, dataset=RUN_DATASETS
-)
+    P.ROUTER_JSON, router=RUN_ROUTERS, setting=SETTINGS
+) + expand(P.PREDICTIONS, router=RUN_ROUTERS, setting=SETTINGS, dataset=RUN_DATASETS)
 
 
 rule train_router:
     input:
-        targets=expand(codyn_paths.TARGETS, dataset=TRAIN_DATASETS),
+        targets=expand(P.TARGETS, dataset=TRAIN_DATASETS),
     output:
-        router=codyn_paths.ROUTER_JSON,
+        router=P.ROUTER_JSON,
     log:
-        "logs/train_router/{router}/{setting}.log",
+        P.log("train_router/{router}/{setting}.log"),
     wildcard_constraints:
         router=router_pattern(CPU_ROUTERS),
         setting=router_pattern(SETTINGS),
@@ -49,9 +45,9 @@ rule train_router:
 
 use rule train_router as train_gpu with:
     output:
-        router=codyn_paths.ROUTER_JSON,
+        router=P.ROUTER_JSON,
     log:
-        "logs/train_gpu/{router}/{setting}.log",
+        P.log("train_gpu/{router}/{setting}.log"),
     wildcard_constraints:
         router=router_pattern(GPU_ROUTERS),
         setting=router_pattern(SETTINGS),
@@ -66,14 +62,12 @@ use rule train_router as train_gpu with:
 
 rule predict_router:
     input:
-        router=codyn_paths.ROUTER_JSON,
-        targets=expand(codyn_paths.TARGETS, dataset=RUN_DATASETS),
+        router=P.ROUTER_JSON,
+        targets=expand(P.TARGETS, dataset=RUN_DATASETS),
     output:
-        predictions=expand(
-            codyn_paths.PREDICTIONS, dataset=RUN_DATASETS, allow_missing=True
-        ),
+        predictions=expand(P.PREDICTIONS, dataset=RUN_DATASETS, allow_missing=True),
     log:
-        "logs/predict_router/{router}/{setting}.log",
+        P.log("predict_router/{router}/{setting}.log"),
     wildcard_constraints:
         router=router_pattern(RUN_ROUTERS),
         setting=router_pattern(SETTINGS),

@@ -14,6 +14,7 @@ with job(snakemake) as log:  # noqa: F821
         dict(smk.params.costs),
         bool(smk.params.simulated),
         smk.wildcards.dataset,
+        answers=smk.params.answers,
     )
     matrix.save(smk.output[0])
     log.info("%s: %d tasks x %d models", smk.wildcards.dataset, len(matrix.frame), len(models))

@@ -34,6 +34,24 @@ def test_prefix_for_body_only_answers(sandbox):
     assert run_tests("    return a + b", tests, sandbox).status == "pass"
 
 
+def test_prompt_context_goes_before_a_complete_answer(sandbox):
+    """HumanEval/50-like: the prompt defines a helper (and imports) the answer relies on."""
+    prompt = (
+        "import math\n\n\ndef helper(x):\n    return math.floor(x) + 1\n\n\n"
+        'def add(a, b):\n    """Add, via helper."""\n'
+    )
+    tests = {**CHECK, "prefix": prompt}
+    answer = "def add(a, b):\n    return helper(a) + b - 1"
+    assert run_tests(answer, tests, sandbox).status == "pass"
+    assert run_tests(answer, CHECK, sandbox).status == "runtime_error"  # no context: NameError
+    # A prefix that is not code on its own (APPS starter code) stays out of complete answers,
+    # and nothing goes before a __future__ import (it must come first).
+    starter = {**CHECK, "prefix": "class Solution:\n    def add(self, a, b):\n        "}
+    assert run_tests("def add(a, b):\n    return a + b", starter, sandbox).status == "pass"
+    future = "from __future__ import annotations\ndef add(a: int, b: int) -> int:\n    return a + b"
+    assert run_tests(future, tests, sandbox).status == "pass"
+
+
 def test_main_block_does_not_run_under_harness(sandbox):
     code = "def add(a, b):\n    return a + b\nif __name__ == '__main__':\n    input()"
     assert run_tests(code, CHECK, sandbox).status == "pass"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ast
+import textwrap
 import warnings
 
 import pandas as pd
@@ -19,6 +20,34 @@ def test_block_defining_entry_point_wins_and_keeps_import_block():
     assert (
         extract_code(text, entry_point="f") == "import math\n\ndef f(x):\n    return math.sqrt(x)"
     )
+
+
+def test_last_block_defining_the_entry_point_wins():
+    """Analogical answers solve example problems first; revisions come last."""
+    text = (
+        "Example problem:\n```python\ndef f(x):\n    return x  # a worked example\n```\n"
+        "Now the original problem:\n```python\ndef f(x):\n    return x + 1\n```\n"
+        "Usage:\n```python\nprint(f(1))\n```"
+    )
+    assert extract_code(text, entry_point="f") == "def f(x):\n    return x + 1"
+
+
+def test_blocks_inside_markdown_lists_are_dedented():
+    text = "1. Code:\n   ```python\n   def f(x):\n       return x\n   ```\n"
+    assert extract_code(text, entry_point="f") == "def f(x):\n    return x"
+
+
+def test_a_tagged_fence_closes_an_unclosed_block():
+    """MapCoder MBPP/607 (GPT-3.5 analogical): an example block left open, then the answer."""
+    text = (
+        "   ```python\n   def helper(t):\n       return t\n\n## Code for the problem:\n"
+        "```python\ndef f(t):\n    return t * 2\n```"
+    )
+    assert fenced_blocks(text) == [
+        ("python", "   def helper(t):\n       return t\n\n## Code for the problem:\n"),
+        ("python", "def f(t):\n    return t * 2\n"),
+    ]
+    assert extract_code(text, entry_point="f") == "def f(t):\n    return t * 2"
 
 
 def test_other_language_blocks_are_ignored():
@@ -71,7 +100,7 @@ def test_all_routerbench_responses_extract(shared_datasets):
     for text, code in fenced:
         text = text.replace("\r\n", "\n")  # extract_code normalises line ends first
         python_blocks = [
-            b.strip("\n")
+            textwrap.dedent(b).strip("\n")
             for tag, b in fenced_blocks(text)
             if tag in ("", "python", "py", "python3")
         ]

@@ -141,18 +141,27 @@ def test_snakemake_builds_default_humaneval_tasks(tmp_path, repo_root):
         shutil.copytree(repo_root / name, work / name)
     snakemake = Path(sys.executable).parent / "snakemake"
     proc = subprocess.run(
-        [str(snakemake), "--cores", "2", "--directory", str(work), "data/tasks/humaneval.jsonl"],
+        [
+            str(snakemake),
+            "--cores",
+            "2",
+            "--directory",
+            str(work),
+            "data/default/tasks/humaneval.jsonl",
+        ],
         cwd=work,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rows = (work / "data" / "tasks" / "humaneval.jsonl").read_text().splitlines()
+    rows = (work / "data" / "default" / "tasks" / "humaneval.jsonl").read_text().splitlines()
     assert len(rows) == 164
-    manifest = json.loads((work / "data" / "raw" / "humaneval" / "MANIFEST.json").read_text())
+    manifest = json.loads(
+        (work / "data" / "default" / "raw" / "humaneval" / "MANIFEST.json").read_text()
+    )
     assert manifest["source"] == "package"
-    assert (work / "logs" / "prepare" / "humaneval.log").is_file()
+    assert (work / "logs" / "default" / "prepare" / "humaneval.log").is_file()
     assert '"tasks": 164' in proc.stdout + proc.stderr
-    sidecar = work / "provenance" / "data" / "tasks" / "humaneval.jsonl.json"
+    sidecar = work / "provenance" / "data" / "default" / "tasks" / "humaneval.jsonl.json"
     assert json.loads(sidecar.read_text())["rule"] == "prepare"

@@ -275,11 +275,12 @@ def test_snakemake_rule_runs_generate(repo_root, tmp_path):
     """The real rule, restricted to itself: tasks in, responses + log + provenance out."""
     work = tmp_path / "work"
     tasks = write_tasks(
-        Path(work / "data/tasks").mkdir(parents=True) or work / "data/tasks/made-repair.jsonl",
+        Path(work / "data/demo/tasks").mkdir(parents=True)
+        or work / "data/demo/tasks/made-repair.jsonl",
         [make_task(i, dataset="made-repair", kind="repair") for i in range(8)],
     )
     assert tasks.exists()
-    target = "results/responses/made-repair/sim-llama-3.1-8b.jsonl"
+    target = "results/demo/responses/made-repair/sim-llama-3.1-8b.jsonl"
     snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent))
     proc = subprocess.run(
         [
@@ -294,6 +295,7 @@ def test_snakemake_rule_runs_generate(repo_root, tmp_path):
             "generate",
             "--configfile",
             str(repo_root / "config.yaml"),
+            str(repo_root / "config" / "demo.yaml"),
         ],
         capture_output=True,
         text=True,
@@ -302,6 +304,6 @@ def test_snakemake_rule_runs_generate(repo_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     recs = list(read_jsonl(work / target))
     assert len(recs) == 8 and all(r["simulated"] for r in recs)
-    assert (work / "logs/generate/made-repair/sim-llama-3.1-8b.log").read_text()
+    assert (work / "logs/demo/generate/made-repair/sim-llama-3.1-8b.log").read_text()
     assert (work / "cache/responses/simulated/sim-llama-3.1-8b.jsonl").is_file()
     assert (work / "provenance" / (target + ".json")).is_file()

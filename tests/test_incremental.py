@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from codyn import paths as P
+from codyn import paths as codyn_paths
 from codyn import provenance
 from codyn.job import content_sha256
 
@@ -43,7 +43,10 @@ PIPELINE_FILES = (
     "config",
     "profiles",
     "report",
+    "data/inputs",
 )
+# The embedded default's paths (results/default/..., codyn/paths.py).
+P = codyn_paths.layout(codyn_paths.DEFAULT_EXPERIMENT)
 CORES = os.environ.get("CODYN_TEST_CORES", "2")
 FULL_RUN_TIMEOUT = int(os.environ.get("CODYN_FULL_RUN_TIMEOUT", "2400"))
 
@@ -92,8 +95,10 @@ def planned(folder: Path, *args: str) -> dict[str, str]:
 
 
 def overlay(folder: Path, name: str, values: dict) -> list[str]:
-    """A config file merged over config.yaml (Snakemake merges nested keys)."""
+    """A config file merged over config.yaml (Snakemake merges nested keys). It names the
+    default experiment: an unnamed config file would be an experiment of its own."""
     path = folder / name
+    values = {"experiment": codyn_paths.DEFAULT_EXPERIMENT, **values}
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     return ["--configfile", "config.yaml", name]
 
@@ -303,7 +308,7 @@ def test_provenance_of_table2_is_a_complete_chain(full_run):
     assert any(job["raw_files"] for job in fetches)  # HumanEval, from its package
     # Backend and model ids of the answers, and the routers' cost weights.
     facts = [job["key_facts"] for job in chain["jobs"]]
-    assert any(f.get("backend") == "simulated" for f in facts)
+    assert any(f.get("backend") == "replay" for f in facts)
     assert any("lambda2" in f for f in facts)
     done = subprocess.run(
         [sys.executable, "-m", "codyn.cli", "provenance", P.TABLE2],
@@ -344,14 +349,20 @@ def test_one_models_generation_params_rerun_only_its_jobs(full_run):
 def test_adding_a_dataset_reruns_nothing_of_the_others(full_run):
     config = _config(full_run)
     old = list(config["run_datasets"])
-    template = next(d for d in old if d.startswith("made-"))
+    template = "humaneval"
     new = f"{template}-extra"
+    # The replayed systems read the new dataset's answers from humaneval's files.
+    replays = {
+        m: {"replay_file": {new: config["models"][m]["replay_file"][template]}}
+        for m in config["portfolio"]
+    }
     extra = overlay(
         full_run,
         "added-dataset.yaml",
         {
-            "datasets": {new: {**config["datasets"][template], "n": 12}},
+            "datasets": {new: {**config["datasets"][template], "limit": 12}},
             "run_datasets": [*old, new],
+            "models": replays,
         },
     )
     plan = planned(full_run, *extra)

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from codyn import paths as P
+from codyn import paths as codyn_paths
 from codyn import provenance
 from codyn.job import content_sha256
 
@@ -35,6 +35,7 @@ PROFILES = REPO / "profiles"
 # (13 jobs: fetch, prepare, 5 generate, 5 score, matrix). The whole default is
 # some 300 jobs, each a fresh Snakemake process under Slurm: too slow for CI's
 # 2 cores, and the rest of the DAG adds no Slurm behaviour this slice lacks.
+P = codyn_paths.layout(codyn_paths.DEFAULT_EXPERIMENT)
 SLURM_TARGETS = os.environ.get("CODYN_SLURM_TARGETS", P.MATRIX.format(dataset="humaneval")).split()
 
 

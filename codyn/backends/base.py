@@ -30,6 +30,8 @@ class Completion:
     cost_usd: float | None
     model_id: str | None
     finish_reason: str | None = None
+    # True when the token counts (hence the dollars) are estimated, not reported.
+    cost_estimated: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)

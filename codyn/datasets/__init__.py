@@ -34,6 +34,7 @@ ADAPTERS = {
     "translation": "codexglue",
     "bigcodebench": "bigcodebench",
     "humaneval": "humaneval",
+    "mbpp": "mbpp",
     "made-repair": "made",
     "made-sven": "made",
     "made-translation": "made",

