@@ -310,7 +310,9 @@ def parse_call_lines(text: str, entry: str, parsed: Parsed) -> None:
         before = text[line_start : m.start()]
         if re.search(r"\b(def|class|print)\s*$", before) or ">>>" in before:
             continue  # definitions and doctests have their own parsers
-        if re.search(r"\bassert\s*$", before) and _parses(_balanced_prefix(text[line_start:]).strip()):
+        if re.search(r"\bassert\s*$", before) and _parses(
+            _balanced_prefix(text[line_start:]).strip()
+        ):
             continue  # a well-formed assert: parse_asserts has it
         if "..." in before.strip()[:4]:
             continue
@@ -380,7 +382,6 @@ def parse_for_phrases(text: str, entry: str, parsed: Parsed) -> None:
                 origin="prose",
             )
         )
-
 
 
 def parse_doctests(text: str, parsed: Parsed) -> None:
@@ -519,7 +520,9 @@ def _stdio_pairs(text: str, parsed: Parsed, *, sample_only: bool) -> None:
     pending: str | None = None
     for word, head, body in blocks:
         is_in = word in ("sample input", "input") and (not sample_only or word == "sample input")
-        is_out = word in ("sample output", "output") and (not sample_only or word == "sample output")
+        is_out = word in ("sample output", "output") and (
+            not sample_only or word == "sample output"
+        )
         if is_in:
             pending = _clean_block(body)
         elif is_out and pending is not None:
@@ -617,8 +620,10 @@ def parse_example_blocks(text: str, entry: str | None, parsed: Parsed) -> None:
         out_m = _EX_OUTPUT.match(lines[j])
         out = [out_m.group(1)]
         k = j + 1
-        while k < len(lines) and lines[k].strip() and not re.match(
-            r"^\s*(explanation|example|input|note)\b", lines[k], re.I
+        while (
+            k < len(lines)
+            and lines[k].strip()
+            and not re.match(r"^\s*(explanation|example|input|note)\b", lines[k], re.I)
         ):
             out.append(lines[k])
             k += 1
@@ -695,8 +700,14 @@ def _aliased_calls(text: str, entry: str, parsed: Parsed) -> None:
     ((name, checks),) = found.items()
     for c in checks:
         parsed.checks.append(
-            Check(c.kind, c.source, expr=entry + c.expr[len(name) :], expected=c.expected,
-                  compare=c.compare, origin="call-line-alias")  # fmt: skip
+            Check(
+                c.kind,
+                c.source,
+                expr=entry + c.expr[len(name) :],
+                expected=c.expected,
+                compare=c.compare,
+                origin="call-line-alias",
+            )  # fmt: skip
         )
 
 
@@ -870,7 +881,9 @@ def coverage(tasks: list[dict], *, sandbox=None, check_reference: bool = True) -
             },
         )
         rec["tasks"] += 1
-        parsed = parse_task(task) if task.get("kind", "generate") in ("generate", "repair") else Parsed()
+        parsed = (
+            parse_task(task) if task.get("kind", "generate") in ("generate", "repair") else Parsed()
+        )
         checks = parsed.checks
         for reason in parsed.skipped:
             rec["skip_reasons"][reason.split(":", 1)[0]] += 1
@@ -888,8 +901,11 @@ def coverage(tasks: list[dict], *, sandbox=None, check_reference: bool = True) -
                 usable -= len(failed)
                 for i in failed[:3]:
                     rec["reference_fails_examples"].append(
-                        {"task_id": task.get("id"), "check": checks[i].source[:200],
-                         "detail": result.detail[:200]}  # fmt: skip
+                        {
+                            "task_id": task.get("id"),
+                            "check": checks[i].source[:200],
+                            "detail": result.detail[:200],
+                        }  # fmt: skip
                     )
             else:
                 rec["no_reference"] += 1
@@ -901,7 +917,9 @@ def coverage(tasks: list[dict], *, sandbox=None, check_reference: bool = True) -
         out[ds] = {
             **rec,
             "share_with_examples": rec["with_examples"] / n if n else float("nan"),
-            "share_with_usable_examples": rec["tasks_with_usable_examples"] / n if n else float("nan"),
+            "share_with_usable_examples": rec["tasks_with_usable_examples"] / n
+            if n
+            else float("nan"),
             "examples_per_task": rec["examples"] / n if n else float("nan"),
             "origins": dict(rec["origins"].most_common()),
             "skip_reasons": dict(rec["skip_reasons"].most_common(10)),

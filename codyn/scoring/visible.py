@@ -27,7 +27,7 @@ from codyn.scoring.sandbox import Sandbox
 
 VISIBLE_STATUSES = ("pass", "fail", "no_examples", "error")
 
-_HARNESS = r'''
+_HARNESS = r"""
 
 def __codyn_visible(__checks_json, __marker):
     import contextlib, io, json, math
@@ -87,7 +87,7 @@ def __codyn_visible(__checks_json, __marker):
             why = type(exc).__name__ + ": " + str(exc)[:100]
         results.append([bool(ok), why])
     print(__marker + json.dumps(results), flush=True)
-'''
+"""
 
 
 @dataclass
@@ -108,13 +108,12 @@ class VisibleVerdict:
 
 def _harness_program(code: str, checks: list[Check], tests: dict, marker: str) -> str:
     payload = json.dumps(
-        [{"kind": c.kind, "expr": c.expr, "expected": c.expected, "compare": c.compare}
-         for c in checks]  # fmt: skip
+        [
+            {"kind": c.kind, "expr": c.expr, "expected": c.expected, "compare": c.compare}
+            for c in checks
+        ]  # fmt: skip
     )
-    return (
-        f"{with_prefix(code, tests)}\n{_HARNESS}\n"
-        f"__codyn_visible({payload!r}, {marker!r})\n"
-    )
+    return f"{with_prefix(code, tests)}\n{_HARNESS}\n__codyn_visible({payload!r}, {marker!r})\n"
 
 
 def run_checks(code: str, checks: list[Check], tests: dict, sandbox: Sandbox) -> VisibleVerdict:
@@ -174,7 +173,9 @@ def run_checks(code: str, checks: list[Check], tests: dict, sandbox: Sandbox) ->
     return VisibleVerdict(status, n_passed, len(checks), "; ".join(details)[:400], per)
 
 
-def usable_checks(task: dict, checks: list[Check], sandbox: Sandbox) -> tuple[list[Check], list[Check]]:
+def usable_checks(
+    task: dict, checks: list[Check], sandbox: Sandbox
+) -> tuple[list[Check], list[Check]]:
     """(checks the reference passes, flagged checks it fails); all kept without a reference."""
     reference = task.get("reference")
     if not checks or not reference:
