@@ -828,11 +828,13 @@ def parse_task(task: dict) -> Parsed:
 def _parse_task(task: dict) -> Parsed:
     meta = task.get("meta") or {}
     entry = entry_point(task)
+    skipped: list[str] = []
     for key in ("sample_io", "public_tests"):
         if meta.get(key):
             parsed = checks_from_sample_io(meta[key], entry)
             if parsed.checks:
                 return parsed
+            skipped += [f"{key}: {s}" for s in parsed.skipped]
     text = problem_text(task)
     tests = task.get("tests") or {}
     stdin = tests.get("type") == "stdio"
@@ -841,7 +843,10 @@ def _parse_task(task: dict) -> Parsed:
         text, parsed = block
         if parsed.checks:
             return parsed
-    return parse_examples(text, None if stdin else entry, stdin=stdin)
+        skipped += parsed.skipped
+    parsed = parse_examples(text, None if stdin else entry, stdin=stdin)
+    parsed.skipped = skipped + parsed.skipped
+    return parsed
 
 
 def visible_examples(task: dict) -> list[Check]:
@@ -877,6 +882,7 @@ def coverage(tasks: list[dict], *, sandbox=None, check_reference: bool = True) -
                 "reference_fails": 0,
                 "reference_fails_examples": [],
                 "no_reference": 0,
+                "reference_errors": 0,
                 "tasks_with_usable_examples": 0,
             },
         )
@@ -895,6 +901,10 @@ def coverage(tasks: list[dict], *, sandbox=None, check_reference: bool = True) -
         if checks and check_reference and sandbox is not None:
             if task.get("reference"):
                 result = run_checks(task["reference"], checks, task.get("tests") or {}, sandbox)
+                if result.status == "error":  # the reference did not run: nothing to learn
+                    rec["reference_errors"] += 1
+                    rec["tasks_with_usable_examples"] += 1
+                    continue
                 rec["reference_checked_tasks"] += 1
                 failed = [i for i, ok in enumerate(result.per_check) if not ok]
                 rec["reference_fails"] += len(failed)
