@@ -562,10 +562,10 @@ def parse_stdio(text: str, parsed: Parsed) -> None:
     if len(parsed.checks) > before:
         return
     # Codeforces/APPS "Examples" sections: plain "Input" / "Output" headers, one value each.
-    tail = text
     ex = re.search(r"^[ \t]*[-=#*]*[ \t]*examples?\b", text, re.I | re.M)
-    if ex:
-        tail = text[ex.start() :]
+    if not ex:
+        return  # plain Input / Output sections outside "Examples" describe the format
+    tail = text[ex.start() :]
     probe = Parsed()
     _stdio_pairs(tail, probe, sample_only=False)
     for check in probe.checks:
