@@ -36,7 +36,8 @@ Choosing on train only (:func:`choose_cascade`)
     minus ``tolerance``, where in each of ``k_folds`` folds inside train the SBS is picked
     on the other folds (as a deployer would) and scored on the held-out fold; the
     comparator thus carries no selection optimism. If none qualifies: the best
-    out-of-fold effectiveness, cheapest among ties. ``target="budget"``: the best
+    out-of-fold effectiveness, cheapest among ties. Remaining ties go to the shorter chain,
+    then the name. ``target="budget"``: the best
     effectiveness at a relative cost <= ``budget``. Test rows are never read.
     (A candidate has nothing fitted, so its out-of-fold effectiveness equals its train
     effectiveness; what cross-fitting removes is the optimism of the SBS it is held to, and
@@ -329,19 +330,51 @@ def choose_cascade(
         ok = [r for r in table if r["effectiveness"] >= e_sbs - tolerance - 1e-12]
         why = f"cheapest with out-of-fold effectiveness >= SBS {e_sbs:.4f} - {tolerance}"
         if ok:
-            best = min(ok, key=lambda r: (r["cost"], -r["effectiveness"], r["cascade"].name))
+            best = min(
+                ok,
+                key=lambda r: (
+                    r["cost"],
+                    -r["effectiveness"],
+                    len(r["cascade"].stages),
+                    r["cascade"].name,
+                ),
+            )
         else:
             why = "none reaches the SBS: best effectiveness, cheapest among ties"
-            best = min(table, key=lambda r: (-r["effectiveness"], r["cost"], r["cascade"].name))
+            best = min(
+                table,
+                key=lambda r: (
+                    -r["effectiveness"],
+                    r["cost"],
+                    len(r["cascade"].stages),
+                    r["cascade"].name,
+                ),
+            )
     else:
         ok = [r for r in table if r["cost"] <= budget + 1e-12]
         why = f"best effectiveness at cost <= {budget}"
         pool = ok or table
         if not ok:
             why = f"none within cost {budget}: the cheapest"
-            best = min(pool, key=lambda r: (r["cost"], -r["effectiveness"], r["cascade"].name))
+            best = min(
+                pool,
+                key=lambda r: (
+                    r["cost"],
+                    -r["effectiveness"],
+                    len(r["cascade"].stages),
+                    r["cascade"].name,
+                ),
+            )
         else:
-            best = min(pool, key=lambda r: (-r["effectiveness"], r["cost"], r["cascade"].name))
+            best = min(
+                pool,
+                key=lambda r: (
+                    -r["effectiveness"],
+                    r["cost"],
+                    len(r["cascade"].stages),
+                    r["cascade"].name,
+                ),
+            )
     record = {
         "rule": why,
         "target": target,
