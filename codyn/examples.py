@@ -63,6 +63,9 @@ from dataclasses import asdict, dataclass, field
 MAX_TEXT_CHARS = 200_000  # longer problem texts are cut: no real statement is this long
 MAX_CHECKS = 50  # a prompt with more examples than this gets the first 50
 MAX_VALUE_CHARS = 20_000  # one expected value or call longer than this is skipped
+MAX_SCAN_CHARS = 2_000_000  # characters scanned for unbalanced calls per text
+MAX_SKIPPED = 200  # skip reasons kept per text
+MAX_CANDIDATES = 2_000  # call-like spans read per text: bounds the work on pathological input
 
 KINDS = ("call", "assert", "stdio")
 COMPARES = ("exact", "float", "repr", "stdout")
@@ -96,7 +99,10 @@ class Parsed:
     skipped: list[str] = field(default_factory=list)  # "reason: snippet"
 
     def skip(self, reason: str, snippet: str) -> None:
-        self.skipped.append(f"{reason}: {_one_line(snippet)[:120]}")
+        if len(self.skipped) < MAX_SKIPPED:
+            self.skipped.append(f"{reason}: {_one_line(snippet[:400])[:120]}")
+        elif len(self.skipped) == MAX_SKIPPED:
+            self.skipped.append("more skipped candidates not listed")
 
 
 def _one_line(text: str) -> str:
@@ -200,10 +206,11 @@ def _value_compare(expected: str) -> str:
 
 
 def _match_paren(text: str, open_pos: int) -> int | None:
-    """Index of the bracket closing ``text[open_pos]``, skipping strings; None if unbalanced."""
+    """Index of the bracket closing ``text[open_pos]``, skipping strings; None if unbalanced
+    within :data:`MAX_VALUE_CHARS`."""
     pairs = {"(": ")", "[": "]", "{": "}"}
     stack = [pairs[text[open_pos]]]
-    i, n = open_pos + 1, len(text)
+    i, n = open_pos + 1, min(len(text), open_pos + MAX_VALUE_CHARS)
     while i < n:
         ch = text[i]
         if ch in "\"'":
@@ -305,7 +312,14 @@ def parse_call_lines(text: str, entry: str, parsed: Parsed) -> None:
     """``entry(args) OP expected`` anywhere in the text (see module docstring)."""
     if not entry or not re.fullmatch(r"[A-Za-z_]\w*", entry):
         return
-    for m in re.finditer(rf"(?<![\w.]){re.escape(entry)}\s*\(", text):
+    covered = 0  # calls nested inside an earlier call's arguments are not examples
+    scanned = 0
+    for k, m in enumerate(re.finditer(rf"(?<![\w.]){re.escape(entry)}\s*\(", text)):
+        if k >= MAX_CANDIDATES:
+            parsed.skipped.append(f"more than {MAX_CANDIDATES} calls of {entry}: rest not read")
+            break
+        if m.start() < covered:
+            continue
         line_start = text.rfind("\n", 0, m.start()) + 1
         before = text[line_start : m.start()]
         if re.search(r"\b(def|class|print)\s*$", before) or ">>>" in before:
@@ -321,7 +335,12 @@ def parse_call_lines(text: str, entry: str, parsed: Parsed) -> None:
         snippet = text[m.start() : m.start() + 160]
         if close is None:
             parsed.skip("unbalanced call", snippet)
+            scanned += min(len(text) - open_pos, MAX_VALUE_CHARS)
+            if scanned > MAX_SCAN_CHARS:  # pathological text: bound the work
+                parsed.skipped.append("too many unbalanced calls: rest not read")
+                break
             continue
+        covered = close + 1
         call_src = text[m.start() : close + 1]
         if len(call_src) > MAX_VALUE_CHARS:
             parsed.skip("call too long", snippet)

@@ -306,3 +306,17 @@ def test_score_visible_columns_opt_in_and_matrix(tmp_path, sandbox):
         tasks, {"m1": off}, {}, ["m1"], {"m1": 1.0}, False, "t",
     )  # fmt: skip
     assert plain.visible() is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["f(\n" * 100_000, 'f("' * 100_000, "Examples\nInput: 1\nOutput: 2\n" * 20_000,
+     ">>> f(\n" * 50_000, "f(1) == " + "[" * 150_000],
+)  # fmt: skip
+def test_pathological_prompts_are_parsed_in_bounded_time(text):
+    import time
+
+    started = time.monotonic()
+    parsed = parse_examples(text, "f", stdin=True)
+    assert time.monotonic() - started < 10  # ~1 s here; unbounded scanning took minutes
+    assert len(parsed.skipped) <= 210
