@@ -9,8 +9,12 @@
 - APPS-150 (128 distinct problems, via the apps adapter): the ``Sample Input/Output`` block
   (MapCoder's ``sample_io``); these rows carry no reference solution. Also reported: the
   statement text alone (examples written in the question).
+- LiveCodeBench (880 statements; the mirror holds no public tests): the statement text
+  (AtCoder/Codeforces "Sample Input N", LeetCode "Example / Input: / Output:" calling the
+  starter code's ``Solution`` method). With ``--lcb-answers``, O1-Mini's graded answers run
+  on those examples: how often a visible pass agrees with LiveCodeBench's hidden grade.
 
-    PYTHONPATH=. python benchmarks/visible_coverage.py [--out results/benchmarks/visible_coverage.json]
+    PYTHONPATH=. python benchmarks/visible_coverage.py [--lcb-answers] [--out F.json]
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from pathlib import Path
 
 from codyn.datasets.apps import read_problems
 from codyn.datasets.humaneval import humaneval_task
-from codyn.examples import _APPS_SAMPLES, coverage, parse_examples
+from codyn.examples import _APPS_SAMPLES, coverage, parse_examples, visible_examples
 from codyn.io import write_json
 from codyn.prompts import apps_prompt, codegen_prompt
 from codyn.scoring.sandbox import Sandbox
+from codyn.scoring.visible import run_checks
 
 SHARED = Path(os.environ.get("CODYN_SHARED_DATASETS", "../shared/datasets"))
 
@@ -97,6 +102,58 @@ def apps_tasks() -> list[dict]:
     return tasks
 
 
+LCB_ANSWERS = "submissions_O1-Mini-2024-09-12_N1_codegeneration_eval_all.json"
+
+
+def lcb_questions() -> list[dict]:
+    """LiveCodeBench statements (880, with O1-Mini's graded answer; no public tests stored):
+    as tasks, the LeetCode ones calling the starter code's ``Solution`` method."""
+    rows = json.load(open(SHARED / "lcb_leaderboard_matrix" / LCB_ANSWERS))
+    tasks = []
+    for q in rows:
+        m = re.search(r"def (\w+)\(self", q.get("starter_code") or "")
+        tests = {"type": "call", "fn_name": m.group(1)} if m else {"type": "stdio"}
+        tasks.append(
+            {
+                "id": q["question_id"],
+                "dataset": f"lcb-{q['platform']}",
+                "kind": "generate",
+                "language": "python",
+                "prompt": q["question_content"],
+                "reference": None,
+                "tests": tests,
+                "label": None,
+                "meta": {},
+                "answer": q["code_list"][0],
+                "graded": bool(q["graded_list"][0]),
+            }  # fmt: skip
+        )
+    return tasks
+
+
+def lcb_agreement(tasks: list[dict], sandbox: Sandbox) -> dict:
+    """Visible verdict of O1-Mini's answer vs LiveCodeBench's hidden-test grade, per platform."""
+    out: dict[str, dict] = {}
+    for t in tasks:
+        checks = visible_examples(t)
+        if not checks:
+            continue
+        v = run_checks(t["answer"], checks, t["tests"], sandbox)
+        key = f"visible_{'pass' if v.status == 'pass' else 'not_pass'}_hidden_{'pass' if t['graded'] else 'fail'}"
+        rec = out.setdefault(t["dataset"], {})
+        rec[key] = rec.get(key, 0) + 1
+    for rec in out.values():
+        passed = rec.get("visible_pass_hidden_pass", 0) + rec.get("visible_pass_hidden_fail", 0)
+        right = rec.get("visible_pass_hidden_pass", 0) + rec.get("visible_not_pass_hidden_pass", 0)
+        rec["precision_of_visible_pass"] = (
+            rec.get("visible_pass_hidden_pass", 0) / passed if passed else None
+        )
+        rec["recall_of_hidden_pass"] = (
+            rec.get("visible_pass_hidden_pass", 0) / right if right else None
+        )
+    return out
+
+
 def text_only(tasks: list[dict], stdin: bool) -> float:
     n = 0
     for t in tasks:
@@ -110,15 +167,25 @@ def text_only(tasks: list[dict], stdin: bool) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--lcb-answers", action="store_true",
+        help="also run O1-Mini's LiveCodeBench answers on the parsed examples (~2 min)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     if not SHARED.is_dir():
         print(f"needs {SHARED} (set CODYN_SHARED_DATASETS)", file=sys.stderr)
         return 2
     sets = {"humaneval": humaneval_tasks(), "mbpp": mbpp_tasks(), "apps": apps_tasks()}
     out = {}
+    lcb = lcb_questions()
     with Sandbox(workers=2) as sandbox:
         for name, tasks in sets.items():
             out[name] = coverage(tasks, sandbox=sandbox)[name]
+        out.update(coverage(lcb, check_reference=False))
+        if args.lcb_answers:
+            agreement = lcb_agreement(lcb, sandbox)
+            for name, rec in agreement.items():
+                out[name]["o1_mini_answers"] = rec
     out["mbpp"]["share_from_prompt_text_alone"] = text_only(sets["mbpp"], stdin=False)
     out["apps"]["share_from_statement_text_alone"] = text_only(sets["apps"], stdin=True)
     for name, rec in out.items():
@@ -132,6 +199,8 @@ def main(argv=None) -> int:
         for key in ("share_from_prompt_text_alone", "share_from_statement_text_alone"):
             if key in rec:
                 print(f"  {key}: {rec[key]:.3f}")
+        if "o1_mini_answers" in rec:
+            print(f"  O1-Mini answers, visible verdict vs hidden grade: {rec['o1_mini_answers']}")
         for ex in rec["reference_fails_examples"]:
             print(f"  flagged {ex['task_id']}: {ex['check'][:80]!r}")
     if args.out:

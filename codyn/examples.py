@@ -543,9 +543,10 @@ def _stdio_pairs(text: str, parsed: Parsed, *, sample_only: bool) -> None:
             not sample_only or word == "sample output"
         )
         if is_in:
-            pending = _clean_block(body)
+            pending = _undouble(_clean_block(body))
         elif is_out and pending is not None:
-            out = _first_paragraph(_clean_block(body)) if word == "output" else _clean_block(body)
+            # The explanation often follows the output after a blank line (AtCoder).
+            out = _first_paragraph(_clean_block(body))
             if pending.strip() and out.strip():
                 parsed.checks.append(
                     Check(
@@ -564,6 +565,19 @@ def _stdio_pairs(text: str, parsed: Parsed, *, sample_only: bool) -> None:
             pending = None
 
 
+def _undouble(block: str) -> str:
+    """LiveCodeBench renders sample lines separated by blank lines: undo that when every
+    other line is blank (real samples rarely alternate so)."""
+    lines = block.split("\n")
+    if (
+        len(lines) >= 3
+        and all(not x.strip() for x in lines[1::2])
+        and all(x.strip() for x in lines[0::2])
+    ):
+        return "\n".join(lines[0::2])
+    return block
+
+
 def _first_paragraph(text: str) -> str:
     return re.split(r"\n[ \t]*\n", text.strip(), maxsplit=1)[0]
 
@@ -577,6 +591,8 @@ def _looks_like_format_section(body: str) -> bool:
 def parse_stdio(text: str, parsed: Parsed) -> None:
     """Sample Input N / Sample Output N sections; else Input/Output pairs in examples."""
     before = len(parsed.checks)
+    # LiveCodeBench glues "Sample Input 1:" to the sentence before it.
+    text = re.sub(r"(?<=\S)[ \t]*(Sample (?:Input|Output) \d+:)", r"\n\1", text)
     _stdio_pairs(text, parsed, sample_only=True)
     if len(parsed.checks) > before:
         return

@@ -320,3 +320,24 @@ def test_pathological_prompts_are_parsed_in_bounded_time(text):
     parsed = parse_examples(text, "f", stdin=True)
     assert time.monotonic() - started < 10  # ~1 s here; unbounded scanning took minutes
     assert len(parsed.skipped) <= 210
+
+
+def test_livecodebench_statements_and_solution_methods(shared_datasets, sandbox):
+    """Real LiveCodeBench statements (no public tests stored): Codeforces samples rendered
+    with blank lines between input lines, LeetCode examples calling a Solution method."""
+    path = shared_datasets / "lcb_leaderboard_matrix"
+    rows = json.load(open(path / "submissions_O1-Mini-2024-09-12_N1_codegeneration_eval_all.json"))
+    by_id = {q["question_id"]: q for q in rows}
+    cf = by_id["1899_A"]
+    (c,) = parse_examples(cf["question_content"], stdin=True).checks
+    assert c.stdin == "6\n1\n3\n5\n100\n999\n1000\n"  # blank rendering lines undone
+    assert c.expected.split() == ["First", "Second", "First", "First", "Second", "First"]
+    assert run_checks(cf["code_list"][0], [c], {"type": "stdio"}, sandbox).status == "pass"
+    lc = by_id["2727"]
+    checks = parse_examples(lc["question_content"], "countSeniors").checks
+    assert checks and all(x.expr.startswith("countSeniors(") for x in checks)
+    tests = {"type": "call", "fn_name": "countSeniors"}
+    code = "from typing import List\n" + lc["code_list"][0]
+    assert run_checks(code, checks, tests, sandbox).status == "pass"
+    wrong = code.replace("return", "return 1 + ", 1)
+    assert run_checks(wrong, checks, tests, sandbox).status in ("fail", "error")

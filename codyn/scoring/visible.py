@@ -11,7 +11,8 @@ results behind a per-run random marker); stdin/stdout checks run one process eac
 hidden stdio tests do (codyn.scoring.execution). The program is assembled the way the
 hidden tests assemble it (``execution.with_prefix``: a HumanEval answer that is only a
 function body gets the prompt's signature in front), under the module name
-``__codyn__`` so ``if __name__ == "__main__"`` blocks stay off. Untrusted code runs only
+``__codyn__`` so ``if __name__ == "__main__"`` blocks stay off; an entry point that is a
+method of ``class Solution`` (LeetCode starter code) is called on an instance. Untrusted code runs only
 inside :class:`codyn.scoring.sandbox.Sandbox`.
 """
 
@@ -29,7 +30,7 @@ VISIBLE_STATUSES = ("pass", "fail", "no_examples", "error")
 
 _HARNESS = r"""
 
-def __codyn_visible(__checks_json, __marker):
+def __codyn_visible(__checks_json, __marker, __entry):
     import contextlib, io, json, math
     def norm(v):
         if isinstance(v, (tuple, list)):
@@ -57,6 +58,10 @@ def __codyn_visible(__checks_json, __marker):
         return tolerant and close(got, want)
     results = []
     namespace = globals()
+    # LeetCode-style answers define the entry point as a method of class Solution.
+    holder = namespace.get("Solution")
+    if __entry and not callable(namespace.get(__entry)) and isinstance(holder, type) and hasattr(holder, __entry):
+        namespace[__entry] = getattr(holder(), __entry)
     for check in json.loads(__checks_json):
         ok, why = False, ""
         try:
@@ -107,13 +112,14 @@ class VisibleVerdict:
 
 
 def _harness_program(code: str, checks: list[Check], tests: dict, marker: str) -> str:
+    entry = tests.get("entry_point") or tests.get("fn_name") or ""
     payload = json.dumps(
         [
             {"kind": c.kind, "expr": c.expr, "expected": c.expected, "compare": c.compare}
             for c in checks
         ]  # fmt: skip
     )
-    return f"{with_prefix(code, tests)}\n{_HARNESS}\n__codyn_visible({payload!r}, {marker!r})\n"
+    return f"{with_prefix(code, tests)}\n{_HARNESS}\n__codyn_visible({payload!r}, {marker!r}, {entry!r})\n"
 
 
 def run_checks(code: str, checks: list[Check], tests: dict, sandbox: Sandbox) -> VisibleVerdict:
