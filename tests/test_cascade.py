@@ -16,6 +16,7 @@ from codyn.routers.cascade import (
     candidate_cascades,
     choose_cascade,
     evaluate_seeds,
+    evaluate_split,
     run_cascade,
     summarise_seeds,
 )
@@ -135,6 +136,15 @@ def test_choice_reads_train_rows_only():
     # And the test evaluation shows the cost of that honest choice.
     _, summ = run_cascade(test, chosen)
     assert summ["effectiveness"] == 0.0
+    # evaluate_split chooses the same way, whatever the test rows hold.
+    record, per_task = evaluate_split(arrays, range(40), range(40, 80), seed=0)
+    assert record["choice"]["chosen"]["stages"] == ["cheap", "big"]
+    assert record["test"]["effectiveness"] == 0.0 and record["sbs"]["effectiveness"] == 1.0
+    assert set(per_task["task_id"]) == {f"t{i}" for i in range(40, 80)}
+    flipped = Arrays(**{**arrays.__dict__, "visible": arrays.visible.copy()})
+    flipped.visible[40:, 0] = 0.0
+    again, _ = evaluate_split(flipped, range(40), range(40, 80), seed=0)
+    assert again["choice"] == record["choice"]
 
 
 def test_choice_falls_back_and_budget_target():
@@ -190,3 +200,21 @@ def test_matrix_without_visible_columns_is_refused():
     matrix.frame = matrix.frame.drop(columns=[VISIBLE_PREFIX + m for m in MODELS])
     with pytest.raises(InputError, match="scoring.visible"):
         Arrays.from_matrix(matrix)
+
+
+def test_router_stage_in_the_seed_loop():
+    matrix = _matrix()
+    ids = matrix.task_ids
+    calls = []
+
+    def picks(seed):
+        calls.append(seed)
+        return {t: ("mid" if i % 2 else "big") for i, t in enumerate(ids)}
+
+    records, per_task = evaluate_seeds(
+        matrix, seeds=(0, 1), router_picks=picks,
+        candidate_kwargs={"router_first": True, "max_len": 2},
+    )  # fmt: skip
+    assert calls == [0, 1]
+    names = [c["name"] for c in records[0]["choice"]["candidates"]]
+    assert any(n.startswith("router") for n in names)
