@@ -2,7 +2,10 @@
 
 Columns: ``task_id`` (unique), ``dataset``, ``kind``, ``prompt``, then for every
 portfolio model ``m``: ``score::m`` (float in [0, 1] unless declared otherwise) and
-``usd::m`` (dollars of that call, NaN when unknown). The relative per-call cost
+``usd::m`` (dollars of that call, NaN when unknown), and, when the score files carry the
+opt-in visible-example verdicts (config ``scoring.visible``), ``visible::m``: 1.0 when the
+answer passes every example its prompt shows, the share it passes when it fails some
+(0 when it did not run), NaN when the prompt shows none. The relative per-call cost
 weights, the model order, whether answers were simulated, and where the matrix came
 from are stored in the Parquet key-value metadata under ``codyn``.
 
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SCORE_PREFIX = "score::"
 USD_PREFIX = "usd::"
+VISIBLE_PREFIX = "visible::"
 BASE_COLUMNS = ["task_id", "dataset", "kind", "prompt"]
 DEFAULT_SCORE_RANGE = (0.0, 1.0)
 # Scores of classify tasks carry the A.7 penalty: accuracy in {0, 1} minus (or plus) P in [0, 1].
@@ -59,6 +63,16 @@ class Matrix:
     def scores(self) -> pd.DataFrame:
         """tasks x models frame of scores, indexed by task_id, columns = model names."""
         out = self.frame[[SCORE_PREFIX + m for m in self.models]].copy()
+        out.columns = self.models
+        out.index = self.frame["task_id"].values
+        return out
+
+    def visible(self) -> pd.DataFrame | None:
+        """tasks x models frame of visible-example shares (see module docstring), or None."""
+        cols = [VISIBLE_PREFIX + m for m in self.models]
+        if not all(c in self.frame.columns for c in cols):
+            return None
+        out = self.frame[cols].copy()
         out.columns = self.models
         out.index = self.frame["task_id"].values
         return out
@@ -224,6 +238,45 @@ def read_scores(path, model: str) -> pd.DataFrame:
     return frame.set_index("task_id")
 
 
+def visible_share(scores: pd.DataFrame, path=None) -> np.ndarray:
+    """visible::m from a score file's visible columns (see module docstring)."""
+    out = np.full(len(scores), np.nan)
+    for i, (task_id, row) in enumerate(scores.iterrows()):
+        status = row.get("visible_status")
+        if (
+            status is None
+            or (isinstance(status, float) and np.isnan(status))
+            or status == "no_examples"
+        ):
+            continue
+        if status == "error":
+            out[i] = 0.0
+            continue
+        try:
+            passed, total = int(row["visible_passed"]), int(row["visible_total"])
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                "visible_passed / visible_total are not integers",
+                path=path,
+                record=task_id,
+                field="visible_passed",
+            ) from exc
+        if (
+            status not in ("pass", "fail")
+            or total <= 0
+            or not 0 <= passed <= total
+            or (status == "pass") != (passed == total)
+        ):
+            raise InputError(
+                f"visible verdict {status!r} {passed}/{total} is not consistent",
+                path=path,
+                record=task_id,
+                field="visible_status",
+            )
+        out[i] = 1.0 if status == "pass" else passed / total
+    return out
+
+
 def read_costs_usd(path) -> dict[str, float]:
     """task_id -> cost_usd of the last response line for it (the file is append-only)."""
     out: dict[str, float] = {}
@@ -331,6 +384,17 @@ def build_matrix(
         col = np.array([per_task.get(t, np.nan) for t in kept["task_id"]], dtype=float)
         frame[USD_PREFIX + m] = col
         usd_known[m] = float(np.isfinite(col).mean())
+    visible = [m for m in models if "visible_status" in scores[m].columns]
+    if visible and len(visible) < len(models):
+        absent = [m for m in models if m not in visible]
+        raise InputError(
+            f"visible-example columns for {visible} but not for {absent} (score them all with "
+            "the same scoring.visible)",
+            path=score_paths[absent[0]],
+            field="visible_status",
+        )
+    for m in visible:
+        frame[VISIBLE_PREFIX + m] = visible_share(scores[m].loc[kept["task_id"]], score_paths[m])
     kinds = sorted(set(frame["kind"]))
     score_range = CLASSIFY_SCORE_RANGE if "classify" in kinds else DEFAULT_SCORE_RANGE
     meta = {

@@ -11,6 +11,13 @@ Dispatch by task:
 - ``classify``: Yes/No extraction, correctness, then the A.7 bias penalty over the
   whole file (codyn.scoring.classify; extra columns raw_score and penalty).
 
+Opt-in ``scoring.visible`` (default off, and then the files are exactly as before): for
+``generate`` tasks, also run the program on the examples the prompt itself shows
+(codyn.examples, minus any the reference solution fails) and write ``visible_status``
+(pass, fail, no_examples, error), ``visible_passed`` and ``visible_total``
+(codyn.scoring.visible): the verified cascade's accept signal. An answer without code
+is ``error`` when the prompt has examples.
+
 Whatever the answer: a response with ``error`` is ``no_answer`` (0); an empty answer,
 one without code, or one over ``MAX_ANSWER_CHARS`` is ``no_code`` (0). No answer can
 crash the job.
@@ -22,6 +29,7 @@ import csv
 import logging
 import math
 import os
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +39,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from codyn.errors import InputError
+from codyn.examples import visible_examples
 from codyn.io import atomic_open, read_jsonl, write_json
 from codyn.records import SCORE_COLUMNS, validate_task
 from codyn.scoring.classify import PENALTY_MODES, apply_penalty, bias_penalty, parse_label
@@ -38,10 +47,14 @@ from codyn.scoring.codebleu_metric import pair_codebleu
 from codyn.scoring.execution import Verdict, run_tests
 from codyn.scoring.extract import extract_code
 from codyn.scoring.sandbox import Limits, Sandbox
+from codyn.scoring.visible import VisibleVerdict, run_checks, usable_checks
 
 log = logging.getLogger(__name__)
 
 EXTRA_COLUMNS = ["raw_score", "penalty"]
+# Opt-in (scoring.visible): the verdict on the prompt's own examples (codyn.scoring.visible).
+VISIBLE_COLUMNS = ["visible_status", "visible_passed", "visible_total"]
+VISIBLE_KINDS = ("generate",)
 MAX_ANSWER_CHARS = 1_000_000  # larger answers are not code anyone can use; 0 without parsing them
 EXECUTION_KINDS = ("generate", "repair")
 CODEBLEU_KINDS = ("translate", "refine")
@@ -135,12 +148,50 @@ def _entry_point(task: dict) -> str | None:
     return tests.get("entry_point") or tests.get("fn_name")
 
 
-def _score_execution(resp: dict, task: dict, sandbox: Sandbox) -> dict:
+class VisibleChecks:
+    """Per task, the prompt's examples that the reference passes (computed once, thread-safe).
+
+    Examples the reference solution fails are flagged and left out (codyn.examples)."""
+
+    def __init__(self, sandbox: Sandbox):
+        self.sandbox = sandbox
+        self._cache: dict[str, list] = {}
+        self._lock = threading.Lock()
+        self.flagged: dict[str, int] = {}
+
+    def get(self, task: dict) -> list:
+        with self._lock:
+            if task["id"] in self._cache:
+                return self._cache[task["id"]]
+        kept, flagged = usable_checks(task, visible_examples(task), self.sandbox)
+        with self._lock:
+            self._cache[task["id"]] = kept
+            if flagged:
+                self.flagged[task["id"]] = len(flagged)
+        return kept
+
+
+def _visible_columns(verdict: VisibleVerdict | None) -> dict:
+    if verdict is None:
+        return {}
+    return {
+        "visible_status": verdict.status,
+        "visible_passed": verdict.n_passed,
+        "visible_total": verdict.n_total,
+    }
+
+
+def _score_execution(
+    resp: dict, task: dict, sandbox: Sandbox, visible: VisibleChecks | None = None
+) -> dict:
     code = extract_code(resp["text"], task["language"], _entry_point(task))
+    checks = visible.get(task) if visible is not None and task["kind"] in VISIBLE_KINDS else None
     if code is None:
-        return _row(resp, 0.0, "no_code", "no code in the answer")
+        seen = None if checks is None else run_checks(None, checks, task["tests"], sandbox)
+        return _row(resp, 0.0, "no_code", "no code in the answer", **_visible_columns(seen))
     verdict: Verdict = run_tests(code, task["tests"], sandbox)
-    return _row(resp, verdict.score, verdict.status, verdict.detail)
+    seen = None if checks is None else run_checks(code, checks, task["tests"], sandbox)
+    return _row(resp, verdict.score, verdict.status, verdict.detail, **_visible_columns(seen))
 
 
 def _score_codebleu(resp: dict, task: dict) -> dict:
@@ -189,7 +240,8 @@ def _format(value) -> str:
 
 
 def write_scores(rows: list[dict], out_csv) -> None:
-    columns = SCORE_COLUMNS + [c for c in EXTRA_COLUMNS if any(c in r for r in rows)]
+    extra = EXTRA_COLUMNS + VISIBLE_COLUMNS
+    columns = SCORE_COLUMNS + [c for c in extra if any(c in r for r in rows)]
     with atomic_open(out_csv, newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -219,12 +271,14 @@ def score_responses(
             f"unknown scoring.sven_penalty {mode!r} (allowed: {', '.join(PENALTY_MODES)})"
         )
     limits = Limits.from_config(cfg)
+    want_visible = bool(cfg.get("visible", False))
     started = time.monotonic()
     tasks = read_tasks(tasks_path)
     responses = read_responses(responses_path, tasks)
 
     rows: list[dict | None] = [None] * len(responses)
     execution: list[int] = []
+    unanswered: list[int] = []
     classification: list[int] = []
     for i, resp in enumerate(responses):
         task = tasks[resp["task_id"]]
@@ -234,13 +288,20 @@ def score_responses(
         settled = _precheck(resp, task)
         if settled is not None:
             rows[i] = settled
+            if (
+                want_visible
+                and task["kind"] in VISIBLE_KINDS
+                and settled["status"] != "not_scorable"
+            ):
+                unanswered.append(i)  # no program: "error" if the prompt shows examples
         elif task["kind"] in EXECUTION_KINDS:
             execution.append(i)
         else:
             rows[i] = _score_codebleu(resp, task)
 
     sandbox_info = None
-    if execution:
+    visible = None
+    if execution or unanswered:
         workers = cfg.get("workers") or threads or os.cpu_count() or 1
         own = sandbox is None
         sandbox = sandbox or Sandbox(
@@ -249,12 +310,22 @@ def score_responses(
         try:
             sandbox.start()
             sandbox_info = sandbox.describe()
+            visible = VisibleChecks(sandbox) if want_visible else None
+            for i in unanswered:
+                task = tasks[responses[i]["task_id"]]
+                rows[i].update(
+                    _visible_columns(run_checks(None, visible.get(task), task["tests"], sandbox))
+                )
             with ThreadPoolExecutor(max_workers=sandbox.n_workers) as pool:
                 jobs = [
                     (
                         i,
                         pool.submit(
-                            _score_execution, responses[i], tasks[responses[i]["task_id"]], sandbox
+                            _score_execution,
+                            responses[i],
+                            tasks[responses[i]["task_id"]],
+                            sandbox,
+                            visible,
                         ),
                     )
                     for i in execution
@@ -292,6 +363,7 @@ def score_responses(
         "sven_penalty": {"mode": mode, "penalty": penalties} if classification else None,
         "codebleu_version": _version("codebleu"),
         "programs_scored": len(execution),
+        **(_visible_summary(rows, visible) if want_visible else {}),
         "wall_s": round(time.monotonic() - started, 3),
     }
     write_json(meta_path or meta_path_for(out_csv), summary)
@@ -299,6 +371,17 @@ def score_responses(
         log.warning("%d tasks have no response in %s", missing, responses_path)
     log.info("scored %d responses: %s", len(rows), summary["status_counts"])
     return summary
+
+
+def _visible_summary(rows: list[dict], visible: VisibleChecks | None) -> dict:
+    counts = Counter(r["visible_status"] for r in rows if r.get("visible_status"))
+    flagged = visible.flagged if visible is not None else {}
+    return {
+        "visible": {
+            "status_counts": dict(sorted(counts.items())),
+            "examples_flagged_by_reference": dict(sorted(flagged.items())),
+        }
+    }
 
 
 def _mean(values: list[float]) -> float | None:
