@@ -84,7 +84,7 @@ TABLE_COLUMNS = [
     "ours_pass",
     "theirs_pass",
     "agree",
-    "agree_same_program",
+    "agree_same_program_and_tests",
     "agree_excluding_publisher_faults",
     "disagreements",
     *[f"cause: {c}" for c in CAUSES],
@@ -203,7 +203,9 @@ def compare_system(
         disagreements = list(pool.map(one, todo))
     n = len(pairs)
     counts = Counter(d.cause for d in disagreements)
-    extraction = counts[CAUSES[0]] + counts[CAUSES[1]]
+    # Not grader disagreements: another program extracted from the same answer, or the
+    # publisher's narrower test (MBPP minus the shown sample).
+    not_graders = counts[CAUSES[0]] + counts[CAUSES[1]] + counts[CAUSES[2]]
     row = {
         "dataset": dataset,
         "system": system,
@@ -211,9 +213,7 @@ def compare_system(
         "ours_pass": sum(p[2] for p in pairs) / n,
         "theirs_pass": sum(bool(p[1].published_solved) for p in pairs) / n,
         "agree": (n - len(disagreements)) / n,
-        # Agreement of the two graders on the same program: disagreements that come from
-        # extracting a different program are not grader disagreements.
-        "agree_same_program": (n - len(disagreements) + extraction) / n,
+        "agree_same_program_and_tests": (n - len(disagreements) + not_graders) / n,
         "agree_excluding_publisher_faults": (
             n - len(disagreements) + sum(counts[c] for c in PUBLISHER_FAULTS)
         )
@@ -310,21 +310,22 @@ def to_markdown(table: pd.DataFrame, disagreements: list[Disagreement], label: s
         "Answers: real, replayed (published answers, re-scored by codyn's sandbox). "
         + (f"Run: {label}." if label else ""),
         "",
-        "| dataset | system | n | ours pass | theirs pass | agree | agree, same program "
-        "| agree, publisher faults aside | disagreements |",
+        "| dataset | system | n | ours pass | theirs pass | agree | agree, same program and "
+        "tests | agree, publisher faults aside | disagreements |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
         lines.append(
             f"| {r['dataset']} | {r['system']} | {r['n']} | {_pct(r['ours_pass'])} | "
-            f"{_pct(r['theirs_pass'])} | {_pct(r['agree'])} | {_pct(r['agree_same_program'])} | "
+            f"{_pct(r['theirs_pass'])} | {_pct(r['agree'])} | {_pct(r['agree_same_program_and_tests'])} | "
             f"{_pct(r['agree_excluding_publisher_faults'])} | {r['disagreements']} |"
         )
     lines += [
         "",
         "*agree*: same pass/fail end to end (our extraction + our sandbox vs theirs). "
-        "*same program*: disagreements caused by extracting a different program from the "
-        "same answer count as agreement of the graders. *publisher faults aside*: "
+        "*same program and tests*: the two graders compared on what they were both given: "
+        "disagreements caused by extracting a different program from the same answer, or by "
+        "the publisher's narrower test, count as agreement. *publisher faults aside*: "
         f"disagreements of the classes {', '.join(PUBLISHER_FAULTS)} count as agreement.",
         "",
         "## Causes",
