@@ -36,6 +36,8 @@ pass rates, end-to-end agreement, agreement on the same program, counts per caus
 
 from __future__ import annotations
 
+import ast
+import builtins
 import csv
 import logging
 from collections import Counter
@@ -73,7 +75,8 @@ CAUSE_NOTES = {
     CAUSES[4]: "a clean process raises NameError (a missing import); the publisher's "
     "shared exec globals had it from an earlier program",
     CAUSES[5]: "the program passes the publisher's own tests in a clean process; the "
-    "publisher's harness failed it",
+    "publisher's harness failed it. Where the evidence names them, programs run earlier in "
+    "the publisher's shared globals rebound built-ins this one uses (e.g. `sum`)",
     CAUSES[6]: "no rule above explains it",
 }
 PUBLISHER_FAULTS = (CAUSES[0], CAUSES[4], CAUSES[5])
@@ -126,7 +129,47 @@ def _answer_for(task: dict, table: dict[str, ReplayAnswer]) -> ReplayAnswer | No
     return None
 
 
-def _classify(task, answer, ours, status, detail, sandbox) -> tuple[str, str, str | None]:
+def _top_level_names(code: str | None) -> set[str]:
+    """Names a program binds at module level (functions, classes, assignments, imports)."""
+    try:
+        tree = ast.parse(code or "")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def _used_names(code: str | None) -> set[str]:
+    try:
+        tree = ast.parse(code or "")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
+def shadowed_builtins(program: str | None, earlier: list[tuple[str, str | None]]) -> list[str]:
+    """Built-in names ``program`` relies on that a program run before it in the same
+    process rebinds: under shared exec globals the later program sees the rebinding."""
+    own = _top_level_names(program)
+    wanted = {n for n in _used_names(program) if hasattr(builtins, n)} - own
+    hits = []
+    for other_id, other in earlier:
+        for name in sorted(wanted & _top_level_names(other)):
+            hits.append(f"{name} (rebound by {other_id})")
+    return hits
+
+
+def _classify(
+    task, answer, ours, status, detail, sandbox, earlier=()
+) -> tuple[str, str, str | None]:
     """(cause, evidence, our program) for one disagreement; runs programs in ``sandbox``."""
     tests = task["tests"]
     entry = tests.get("entry_point") or tests.get("fn_name")
@@ -154,7 +197,20 @@ def _classify(task, answer, ours, status, detail, sandbox) -> tuple[str, str, st
         if name:
             return CAUSES[4], detail, our_program
     if ours and not theirs:
-        return CAUSES[5], "passes in a clean process (our sandbox)", our_program
+        evidence = "passes in a clean process (our sandbox)"
+        program = answer.program or our_program
+        helpers = (_used_names(program) & _top_level_names(tests.get("prefix"))) - _top_level_names(
+            program
+        )
+        if helpers:
+            evidence += (
+                f"; it uses {', '.join(sorted(helpers))} from the prompt's code, which "
+                "HumanEval's own harness runs first and the publisher did not"
+            )
+        shadows = shadowed_builtins(program, list(earlier))
+        if shadows:
+            evidence += "; under shared globals it would see " + ", ".join(shadows[:3])
+        return CAUSES[5], evidence, our_program
     return CAUSES[6], detail, our_program
 
 
@@ -180,11 +236,15 @@ def compare_system(
         )
     disagreements = []
     todo = [p for p in pairs if p[2] != bool(p[1].published_solved)]
+    # The publisher ran the answers in file order in one process: what ran before each.
+    order = list(answers.values())
+    position = {id(a): i for i, a in enumerate(order)}
 
     def one(item):
         task, answer, ours, status, row = item
         detail = "" if pd.isna(row.get("detail")) else str(row.get("detail"))
-        cause, evidence, program = _classify(task, answer, ours, status, detail, sandbox)
+        earlier = [(a.id, a.program) for a in order[: position[id(answer)]]]
+        cause, evidence, program = _classify(task, answer, ours, status, detail, sandbox, earlier)
         return Disagreement(
             dataset,
             system,

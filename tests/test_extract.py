@@ -50,6 +50,16 @@ def test_a_tagged_fence_closes_an_unclosed_block():
     assert extract_code(text, entry_point="f") == "def f(t):\n    return t * 2"
 
 
+def test_an_unclosed_block_that_runs_into_the_answer_keeps_the_code_that_parses():
+    """MapCoder MBPP/400 (GPT-3.5 analogical): the last example block is never closed and
+    the real answer follows it, unindented, after a heading."""
+    text = (
+        "3. Example:\n   ```python\n   def other(g):\n       return g\n\n"
+        "# Code for the original problem:\ndef f(t):\n    return len(set(t))"
+    )
+    assert extract_code(text, entry_point="f") == "def f(t):\n    return len(set(t))"
+
+
 def test_other_language_blocks_are_ignored():
     text = "```bash\npip install x\n```\n```py\nprint(1)\n```"
     assert extract_code(text) == "print(1)"

@@ -341,3 +341,14 @@ def test_default_config_costs_are_the_shipped_answers_mean_dollars():
     ordered = [costs[m] for m in config["portfolio"]]
     assert ordered == sorted(ordered), "portfolio is not cheapest first"
     assert max(ordered) / min(ordered) >= 20
+
+
+def test_shadowed_builtins_names_the_earlier_program():
+    from codyn.agreement import shadowed_builtins
+
+    earlier = [("mbpp_126_sum", "def sum(a, b):\n    return a + b\n"), ("x", "y = 1\n")]
+    uses = "def f(xs):\n    return sum(xs)\n"
+    assert shadowed_builtins(uses, earlier) == ["sum (rebound by mbpp_126_sum)"]
+    own = "def sum(xs):\n    return 0\n\ndef f(xs):\n    return sum(xs)\n"
+    assert shadowed_builtins(own, earlier) == []  # it rebinds sum itself
+    assert shadowed_builtins("def f(:", earlier) == []

@@ -130,6 +130,12 @@ def extract_code(
             for index in range(len(candidates) - 1, -1, -1):
                 code = candidates[index]
                 if _defines(code, entry_point):
+                    if language == "python" and not _parses(code):
+                        # An unclosed block that ran on into prose and the real answer
+                        # (MapCoder MBPP/400): keep the code span that parses.
+                        span = _unfenced_python(code)
+                        if span and _parses(span) and _defines(span, entry_point):
+                            code = span
                     imports = [c for c in candidates[:index] if _imports_only(c)]
                     return "\n\n".join([*imports, code])
         if language == "python":
