@@ -62,6 +62,7 @@ CAUSES = (
     "time limit",
     "theirs: shared exec globals",
     "theirs: failed a passing program",
+    "theirs: expected outputs not text",
     "unexplained",
 )
 CAUSE_NOTES = {
@@ -77,9 +78,13 @@ CAUSE_NOTES = {
     CAUSES[5]: "the program passes the publisher's own tests in a clean process; the "
     "publisher's harness failed it. Where the evidence names them, programs run earlier in "
     "the publisher's shared globals rebound built-ins this one uses (e.g. `sum`)",
-    CAUSES[6]: "no rule above explains it",
+    CAUSES[6]: "the program passes our stdin/stdout tests; the publisher's test list gives "
+    "the expected outputs as JSON numbers, booleans or lists (APPS call-based problems "
+    "turned into stdin/stdout), which its text-comparing grader does not match; the evidence "
+    "gives how many of the system's answers to such problems each grader passed",
+    CAUSES[7]: "no rule above explains it",
 }
-PUBLISHER_FAULTS = (CAUSES[0], CAUSES[4], CAUSES[5])
+PUBLISHER_FAULTS = (CAUSES[0], CAUSES[4], CAUSES[5], CAUSES[6])
 TABLE_COLUMNS = [
     "dataset",
     "system",
@@ -168,7 +173,7 @@ def shadowed_builtins(program: str | None, earlier: list[tuple[str, str | None]]
 
 
 def _classify(
-    task, answer, ours, status, detail, sandbox, earlier=()
+    task, answer, ours, status, detail, sandbox, earlier=(), nontext=""
 ) -> tuple[str, str, str | None]:
     """(cause, evidence, our program) for one disagreement; runs programs in ``sandbox``."""
     tests = task["tests"]
@@ -196,6 +201,8 @@ def _classify(
         name = next((m for m in _MODULE_NAMES if f"'{m}'" in detail), None)
         if name:
             return CAUSES[4], detail, our_program
+    if ours and not theirs and answer.published_nontext_outputs:
+        return CAUSES[6], f"passes our tests; {nontext}", our_program
     if ours and not theirs:
         evidence = "passes in a clean process (our sandbox)"
         program = answer.program or our_program
@@ -211,7 +218,7 @@ def _classify(
         if shadows:
             evidence += "; under shared globals it would see " + ", ".join(shadows[:3])
         return CAUSES[5], evidence, our_program
-    return CAUSES[6], detail, our_program
+    return CAUSES[7], detail, our_program
 
 
 def compare_system(
@@ -239,12 +246,19 @@ def compare_system(
     # The publisher ran the answers in file order in one process: what ran before each.
     order = list(answers.values())
     position = {id(a): i for i, a in enumerate(order)}
+    odd = [p for p in pairs if p[1].published_nontext_outputs]
+    nontext = (
+        f"on the {len(odd)} tasks whose expected outputs are not text, the publisher passed "
+        f"{sum(bool(p[1].published_solved) for p in odd)}, we passed {sum(p[2] for p in odd)}"
+    )
 
     def one(item):
         task, answer, ours, status, row = item
         detail = "" if pd.isna(row.get("detail")) else str(row.get("detail"))
         earlier = [(a.id, a.program) for a in order[: position[id(answer)]]]
-        cause, evidence, program = _classify(task, answer, ours, status, detail, sandbox, earlier)
+        cause, evidence, program = _classify(
+            task, answer, ours, status, detail, sandbox, earlier, nontext
+        )
         return Disagreement(
             dataset,
             system,

@@ -352,3 +352,13 @@ def test_shadowed_builtins_names_the_earlier_program():
     own = "def sum(xs):\n    return 0\n\ndef f(xs):\n    return sum(xs)\n"
     assert shadowed_builtins(own, earlier) == []  # it rebinds sum itself
     assert shadowed_builtins("def f(:", earlier) == []
+
+
+def test_nontext_expected_outputs_are_flagged(tmp_path):
+    rows = [
+        {"task_id": 1, "text": "x", "test_list": [{"input": "1", "output": [96]}]},
+        {"task_id": 2, "text": "x", "test_list": [{"input": "1", "output": ["96"]}]},
+        {"task_id": 3, "text": "x"},
+    ]
+    table = read_replay(_write(tmp_path / "apps.jsonl", rows))
+    assert [table[k].published_nontext_outputs for k in ("1", "2", "3")] == [True, False, False]

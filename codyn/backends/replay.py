@@ -64,6 +64,9 @@ class ReplayAnswer:
     prompt: str | None  # the prompt the publisher sent, when the file keeps it
     program: str | None  # the publisher's own extracted program (MapCoder's source_codes[-1])
     published_test: str | None = None  # the hidden test the publisher ran, when kept
+    # The publisher's test list (APPS rows) gives some expected output as a JSON number,
+    # boolean or list rather than text: a stdin/stdout grader compares text.
+    published_nontext_outputs: bool = False
 
 
 def _literal_list(value, *, path, where, field):
@@ -152,6 +155,17 @@ def _text(rec: dict, text_field: str | None, *, path, where) -> str:
     )
 
 
+def _nontext_outputs(test_list) -> bool:
+    if not isinstance(test_list, list):
+        return False
+    for case in test_list:
+        outputs = case.get("output") if isinstance(case, dict) else None
+        for out in outputs if isinstance(outputs, list) else [outputs]:
+            if out is not None and not isinstance(out, str):
+                return True
+    return False
+
+
 def parse_answer(
     rec: dict, *, path, lineno: int, id_field: str | None = None, text_field: str | None = None
 ) -> ReplayAnswer:
@@ -213,6 +227,7 @@ def parse_answer(
         prompt=prompt,
         program=program,
         published_test=rec.get("test") if isinstance(rec.get("test"), str) else None,
+        published_nontext_outputs=_nontext_outputs(rec.get("test_list")),
     )
 
 
