@@ -82,6 +82,34 @@ def open_text(path: str | os.PathLike) -> io.TextIOBase:
     return open(path, encoding="utf-8")
 
 
+def decode_utf8(data: bytes, name: object) -> str:
+    """``data`` as text. The policy everywhere: input is UTF-8 (a leading byte-order mark
+    is dropped); anything else is an InputError naming the source, the byte and where it
+    is, never a guess at another encoding."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}) "
+            "cannot be decoded; codyn reads UTF-8 (convert the file, e.g. "
+            "iconv -f latin1 -t utf-8)",
+            path=name,
+        ) from None
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A text file (``*.gz`` unpacked) as a string, decoded by :func:`decode_utf8`."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file does not exist", path=path)
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(f"cannot read file ({exc})", path=path) from None
+    return decode_utf8(data, path)
+
+
 def read_jsonl(path: str | os.PathLike, *, allow_truncated_last: bool = False) -> Iterator[dict]:
     """Yield the JSON objects of a JSONL(.gz) file; errors name file and line.
 

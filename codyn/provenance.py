@@ -94,7 +94,9 @@ def snakemake_metadata(path: str, root: Path) -> dict | None:
 def _find_sidecar(path: str, root: Path) -> tuple[str, dict] | None:
     """The sidecar of ``path`` or of the folder output that contains it."""
     candidate = Path(path)
-    while str(candidate) not in ("", "."):
+    # Stops at "." (relative paths) and at the file system root, whose parent is itself
+    # (an absolute path outside the working directory).
+    while str(candidate) not in ("", ".") and candidate.parent != candidate:
         sidecar = root / PROVENANCE_DIR / (str(candidate) + ".json")
         if sidecar.is_file():
             try:
@@ -514,6 +516,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(args.root)
     target = Path(args.path)
+    if not root.is_dir():
+        print(f"codyn provenance: --root {args.root}: not a folder", file=sys.stderr)
+        return 2
+    if not (root / target).resolve().is_relative_to(root.resolve()):
+        print(
+            f"codyn provenance: {args.path}: outside the workflow folder {root.resolve()} "
+            "(records only cover files under it; pass --root)",
+            file=sys.stderr,
+        )
+        return 2
     if not (target if target.is_absolute() else root / target).exists():
         found = _find_sidecar(_relative(target, root), root)
         if found is None:
