@@ -4,6 +4,11 @@
    renamed into place, so a killed job never leaves a half-written output that
    looks complete.
 2. Reads of JSONL name the file and line of a malformed record.
+
+Files and folders get the permissions the umask asks for (0644 / 0755 under umask 022,
+0664 / 0775 under 002, so that a group on a shared file system can read a colleague's
+results): ``mkstemp`` and ``mkdtemp`` create 0600 / 0700 whatever the umask, so the
+temporary file or folder is chmod-ed before it is renamed into place.
 """
 
 from __future__ import annotations
@@ -22,6 +27,27 @@ from typing import Any
 from codyn.errors import InputError
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only be read by
+    setting it, which races with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give a file made by mkstemp (0600) or a folder made by mkdtemp (0700) the mode an
+    ordinary ``open``/``mkdir`` would have given it."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it into place on success.
@@ -35,6 +61,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            honour_umask(tmp_path, directory=tmp_path.is_dir())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
