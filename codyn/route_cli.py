@@ -118,6 +118,13 @@ def score_dict(models, row) -> dict[str, float | None]:
 # --- prompts ----------------------------------------------------------------------------------
 
 
+def _stdin_text(name: str) -> str:
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # already text (a wrapped or replaced stdin)
+        return sys.stdin.read()
+    return decode_utf8(buffer.read(), name)
+
+
 def read_prompts(source: str, fmt: str = "auto") -> list[tuple[str, str]]:
     """(id, prompt) pairs from a file or ``-`` (stdin).
 
@@ -129,7 +136,7 @@ def read_prompts(source: str, fmt: str = "auto") -> list[tuple[str, str]]:
     if fmt == "auto":
         fmt = "jsonl" if source.endswith((".jsonl", ".jsonl.gz")) else "lines"
     # Bytes in, decoded once by the one policy (codyn.io.decode_utf8: UTF-8 or a clear error).
-    text = decode_utf8(sys.stdin.buffer.read(), name) if source == "-" else read_text(source)
+    text = _stdin_text(name) if source == "-" else read_text(source)
     if fmt == "jsonl":
         out = []
         for lineno, line in enumerate(text.splitlines(), start=1):
