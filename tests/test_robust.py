@@ -25,6 +25,7 @@ from codyn.errors import ConfigError, InputError, UsageError
 from codyn.importers import import_matrix
 from codyn.importers import main as import_main
 from codyn.io import atomic_open, current_umask, write_json
+from codyn.route_cli import read_prompts
 from codyn.routers import ROUTER_TYPES, load_router, router_class
 from codyn.routers.base import ROUTER_JSON
 from codyn.routers.params import PARAMS
@@ -482,9 +483,14 @@ def test_damaged_checkpoint_is_an_input_error(knn_router, tmp_path, damage, word
     damage(folder)
     with pytest.raises(InputError, match=words):
         load_router(folder)
+
+
+def test_route_on_a_damaged_checkpoint_is_an_error_not_a_traceback(knn_router, tmp_path):
+    folder = _copy(knn_router, tmp_path)
+    (folder / "model.joblib").write_bytes(b"")
     done = codyn("route", "--router", str(folder), "a prompt")
     assert done.returncode == 1 and b"Traceback" not in done.stderr
-    assert done.stderr.startswith(b"codyn route: ")
+    assert done.stderr.startswith(b"codyn route: ") and b"model.joblib" in done.stderr
 
 
 def test_damaged_weights_without_a_digest_still_give_a_clear_error(knn_router, tmp_path):
@@ -514,10 +520,8 @@ def test_route_reads_utf8_or_says_why_not(knn_router, tmp_path):
     assert done.returncode == 1 and b"line 1" in done.stderr and b"surrogate" in done.stderr
     # UTF-8 with a byte-order mark is UTF-8
     bom = tmp_path / "bom.txt"
-    bom.write_bytes("\ufeffSort a list\n".encode())
-    done = codyn("route", "--router", str(knn_router), "--file", str(bom), "--json")
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["model"] in rf.MODELS
+    bom.write_bytes("\ufeffSort a list\nRéduire\n".encode())
+    assert read_prompts(str(bom)) == [("1", "Sort a list"), ("2", "Réduire")]
 
 
 def test_every_cli_turns_undecodable_input_into_an_error(tmp_path):
