@@ -446,6 +446,11 @@ def parse_chat_request(body: Any) -> dict:
             raise ApiError(
                 400, f"{where}.role must be one of {', '.join(ROLES)}", param=f"{where}.role"
             )
+        if msg.get("content") is None and ROLES[role] != "assistant":
+            # Only an assistant turn (one that called tools) may lack content, as in OpenAI's API.
+            raise ApiError(
+                400, f"{where}.content is required for a {role} message", param=f"{where}.content"
+            )
         content = _text_of(msg.get("content"), where)
         if _has_surrogate(content):
             # JSON may escape a lone surrogate ("\ud800"); no backend, log or hash can
