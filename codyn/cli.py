@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from codyn.errors import CodynError
@@ -47,14 +48,20 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    except BrokenPipeError:
+        # `codyn route ... | head`: the reader left; nothing is wrong with the input. Point
+        # stdout at /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:
+        # A file the command cannot open or write (permissions, a full disk, a folder).
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"codyn {name}: cannot read or write{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         # Outputs are written atomically: an interrupted command leaves none half-written.
         print(f"codyn {name}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # `codyn route ... | head`: the reader left; nothing is wrong with the input.
-        sys.stderr.close()
-        return 141
 
 
 if __name__ == "__main__":

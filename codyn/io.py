@@ -160,6 +160,13 @@ def read_jsonl(path: str | os.PathLike, *, allow_truncated_last: bool = False) -
             raise InputError(
                 f"malformed JSON ({exc.msg})", path=path, record=f"line {lineno}"
             ) from exc
+        except (RecursionError, ValueError) as exc:  # nesting too deep, a 5000-digit number
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise InputError(
+                f"unreadable JSON ({reason})", path=path, record=f"line {lineno}"
+            ) from None
+        if "\\u" in line.lower():
+            _check_unicode(obj, path, f"line {lineno}")
         if not isinstance(obj, dict):
             raise InputError(
                 f"expected a JSON object, got {type(obj).__name__}",
@@ -167,6 +174,19 @@ def read_jsonl(path: str | os.PathLike, *, allow_truncated_last: bool = False) -
                 record=f"line {lineno}",
             )
         yield obj
+
+
+def _check_unicode(obj: Any, path, record) -> None:
+    """JSON may escape a lone surrogate (``"\\ud800"``), which no UTF-8 writer, hash or
+    sandbox can encode: an error here, naming the line, not a UnicodeEncodeError later."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"a string holds a lone surrogate {exc.object[exc.start]!r} (not valid Unicode text)",
+            path=path,
+            record=record,
+        ) from None
 
 
 def read_json(path: str | os.PathLike, required: Iterable[str] = ()) -> dict:
@@ -177,8 +197,8 @@ def read_json(path: str | os.PathLike, required: Iterable[str] = ()) -> dict:
         raise InputError("file does not exist", path=path)
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"malformed JSON ({exc})", path=path) from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, depth
+        raise InputError(f"malformed JSON ({type(exc).__name__}: {exc})"[:500], path=path) from None
     if not isinstance(obj, dict):
         raise InputError(f"expected a JSON object, got {type(obj).__name__}", path=path)
     for key in required:

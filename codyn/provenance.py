@@ -519,6 +519,11 @@ def main(argv: list[str] | None = None) -> int:
     if not root.is_dir():
         print(f"codyn provenance: --root {args.root}: not a folder", file=sys.stderr)
         return 2
+    if not args.path.strip() or (root / target).resolve() == root.resolve():
+        print(
+            "codyn provenance: name a file (or folder) under the workflow folder", file=sys.stderr
+        )
+        return 2
     if not (root / target).resolve().is_relative_to(root.resolve()):
         print(
             f"codyn provenance: {args.path}: outside the workflow folder {root.resolve()} "

@@ -576,7 +576,7 @@ class RoutingService:
             raise ApiError(400, "request body is empty; expected a JSON object")
         try:
             return json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # also a 5000-digit number (ValueError)
             raise ApiError(
                 400, f"request body is not valid JSON ({exc})", code="invalid_json"
             ) from exc
@@ -1119,6 +1119,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        print(f"codyn serve: option --port: {args.port} is not a port (0-65535)", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
