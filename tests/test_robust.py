@@ -584,3 +584,81 @@ def test_validation_rules_name_their_place():
         with pytest.raises(ConfigError):
             validate.cost(bad, validate.Where(key="c"))
     assert validate.text_id("007") == "007" and validate.text_id(np.nan) is None
+
+
+# ---------------------------------------------------------------- found by probing
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("[" * 50000 + "]" * 50000, "nested too deeply"),
+        ('{"task_id": ' + "9" * 5000 + "}", "digits"),
+        ('{"task_id": "a", "text": "x \\ud800 y"}', "lone surrogate"),
+        ('{"task_id": "a", "text": "x \\uDFFF"}', "lone surrogate"),
+    ],
+)
+def test_jsonl_that_json_cannot_hold_names_the_line(tmp_path, line, words):
+    from codyn.io import read_jsonl
+
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"ok": "\\u00e9\\ud83d\\ude00"}\n' + line + "\n")  # a valid pair is fine
+    with pytest.raises(InputError, match=words) as err:
+        list(read_jsonl(path))
+    assert err.value.record == "line 2" and err.value.path == str(path)
+
+
+def test_cli_reports_files_it_cannot_write(tmp_path):
+    tasks, responses = _codebleu_task_files(tmp_path)
+    out = tmp_path / "a-file" / "scores.csv"
+    (tmp_path / "a-file").write_text("not a folder")
+    done = codyn(
+        "score", "--tasks", str(tasks), "--responses", str(responses), "--out", str(out)
+    )  # fmt: skip
+    assert done.returncode == 1 and b"Traceback" not in done.stderr
+    assert done.stderr.startswith(b"codyn score: cannot read or write")
+
+
+def test_provenance_of_nothing_or_the_root_is_refused(tmp_path):
+    from codyn.provenance import main as provenance_main
+
+    assert provenance_main(["", "--root", str(tmp_path)]) == 2
+    assert provenance_main([str(tmp_path), "--root", str(tmp_path)]) == 2
+    assert provenance_main(["x", "--root", str(tmp_path / "missing")]) == 2
+
+
+def test_serve_refuses_a_port_out_of_range_before_any_work(tmp_path, capsys):
+    from codyn.serve import main as serve_main
+
+    args = ["--router", str(tmp_path), "--config", str(tmp_path / "none.yaml")]
+    assert serve_main([*args, "--port", "99999"]) == 2
+    assert "--port" in capsys.readouterr().err
+
+
+def test_interrupted_write_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "table.csv"
+    target.write_text("old\n")
+    with pytest.raises(KeyboardInterrupt), atomic_open(target) as fh:
+        fh.write("half a tab")
+        raise KeyboardInterrupt
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]  # no temporary file left
+
+
+def test_user_turn_without_content_is_refused():
+    from codyn.serve import ApiError, parse_chat_request
+
+    with pytest.raises(ApiError) as err:
+        parse_chat_request({"model": "m", "messages": [{"role": "user", "content": None}]})
+    assert err.value.status == 400
+    req = parse_chat_request(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": None},
+                {"role": "user", "content": "b"},
+            ],
+        }
+    )
+    assert req["prompt"] == "b"

@@ -595,6 +595,9 @@ def test_concurrent_malformed_requests_leave_good_ones_alone(server_a):
         b'{"model": "codyn-auto", "messages": {"role": "user"}}',
         b"\x00\x01\x02",
         b'{"model": "codyn-auto", "messages": [{"role": "user", "content": null}]}',
+        b'{"model": "codyn-auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": '
+        + b"9" * 5000
+        + b"}",
     ]
 
     def call(i: int):
