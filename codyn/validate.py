@@ -89,12 +89,14 @@ def timeout(value: object, where: Where) -> float:
     return number(value, where, minimum=0.0, strict=True)
 
 
-def count(value: object, where: Where, minimum: int = 1) -> int:
-    """A whole number >= ``minimum`` (workers, k, epochs)."""
+def count(value: object, where: Where, minimum: int = 1, maximum: int | None = None) -> int:
+    """A whole number in [minimum, maximum] (workers, k, epochs)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise where.error(f"{value!r} is not a whole number")
     if value < minimum:
         raise where.error(f"{value} must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise where.error(f"{value} must be <= {maximum}")
     return int(value)
 
 

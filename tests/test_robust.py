@@ -353,15 +353,28 @@ def test_import_of_a_latin1_table_is_a_clear_error(tmp_path):
 # ---------------------------------------------------------------- codyn score
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
-def test_score_timeout_must_be_positive(tmp_path, value):
+@pytest.mark.parametrize(
+    "flag", ["--timeout-s=0", "--timeout-s=-1", "--timeout-s=nan", "--timeout-s=inf", "--workers=0", "--workers=100000"]
+)  # fmt: skip
+def test_score_flags_obey_the_config_rules(tmp_path, capsys, flag):
+    from codyn.scoring.cli import main as score_main
+
+    tasks, responses = _codebleu_task_files(tmp_path)
+    out = tmp_path / "s.csv"
+    argv = ["--tasks", str(tasks), "--responses", str(responses), "--out", str(out), flag]
+    assert score_main(argv) == 2
+    assert f"option {flag.split('=')[0]}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_score_timeout_zero_from_the_command_line(tmp_path):
     tasks, responses = _codebleu_task_files(tmp_path)
     out = tmp_path / "s.csv"
     done = codyn(
         "score", "--tasks", str(tasks), "--responses", str(responses), "--out", str(out),
-        f"--timeout-s={value}",
+        "--timeout-s", "0",
     )  # fmt: skip
-    assert done.returncode == 2 and b"--timeout-s" in done.stderr
+    assert done.returncode == 2 and b"option --timeout-s: 0 must be > 0" in done.stderr
     assert not out.exists()
 
 
@@ -400,6 +413,10 @@ def test_score_rejects_an_empty_responses_file(tmp_path):
         ({"routers": {"cls-minilm": {"type": "cls", "pooling": "max"}}}, "routers.cls-minilm.pooling", "one of model, mean, auto"),
         ({"routers": {"ar-grpo-tiny": {"type": "ar-grpo", "reward": "vibes"}}}, "routers.ar-grpo-tiny.reward", "algorithm1"),
         ({"routers": {"rorf-8b-405b": {"type": "rorf", "threshold": 2}}}, "routers.rorf-8b-405b.threshold", "maximum"),
+        ({"run_routers": ["sbs", "sbs"]}, "run_routers", "non-unique"),
+        ({"seed": -1}, "seed", "minimum"),
+        ({"scoring": {"workers": 100000}}, "scoring.workers", "maximum"),
+        ({"routers": {"knn": {"type": "knn", "candidates": ["sim-llama-3.1-8b", "sim-llama-3.1-8b"]}}}, "routers.knn.candidates", "not allowed"),
     ],
 )  # fmt: skip
 def test_config_errors_name_the_key_before_any_work(override, key, words):

@@ -63,7 +63,8 @@ def main(argv: list[str]) -> int:
         if args.timeout_s is not None:
             validate.timeout(args.timeout_s, validate.Where(option="--timeout-s"))
         if args.workers is not None:
-            validate.count(args.workers, validate.Where(option="--workers"))
+            # as config scoring.workers: each worker is a sandbox process
+            validate.count(args.workers, validate.Where(option="--workers"), maximum=512)
     except CodynError as exc:
         print(f"codyn score: {exc}", file=sys.stderr)
         return 2
