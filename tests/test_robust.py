@@ -679,3 +679,25 @@ def test_user_turn_without_content_is_refused():
         }
     )
     assert req["prompt"] == "b"
+
+
+def test_figures_are_the_same_bytes_on_every_run(tmp_path):
+    import time
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from codyn.evaluation.figures import save
+
+    digests = []
+    for run in range(2):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        save(fig, tmp_path / f"f{run}.png", tmp_path / f"f{run}.pdf")
+        digests.append(
+            ((tmp_path / f"f{run}.png").read_bytes(), (tmp_path / f"f{run}.pdf").read_bytes())
+        )
+        time.sleep(1.1)  # a PDF CreationDate has one-second resolution
+    assert digests[0] == digests[1]
