@@ -701,3 +701,16 @@ def test_figures_are_the_same_bytes_on_every_run(tmp_path):
         )
         time.sleep(1.1)  # a PDF CreationDate has one-second resolution
     assert digests[0] == digests[1]
+
+
+def test_score_files_keep_ids_that_look_like_numbers_or_missing_values(tmp_path):
+    from codyn.matrix import read_scores
+
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "task_id,model,score,status,detail\nNA,m,0.5,pass,\n007,m,,not_scorable,no tests\n"
+        "null,m,1,pass,\n"
+    )
+    frame = read_scores(path, "m")
+    assert frame.index.tolist() == ["NA", "007", "null"]
+    assert frame["score"].iloc[0] == 0.5 and math.isnan(frame["score"].iloc[1])
