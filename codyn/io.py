@@ -105,9 +105,10 @@ def open_text(path: str | os.PathLike) -> io.TextIOBase:
     path = Path(path)
     if not path.exists():
         raise InputError("file does not exist", path=path)
+    # utf-8-sig: UTF-8, and a leading byte-order mark (Windows editors) is dropped.
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")
 
 
 def decode_utf8(data: bytes, name: object) -> str:

@@ -85,8 +85,8 @@ def snakemake_metadata(path: str, root: Path) -> dict | None:
     if not record.is_file():
         return None
     try:
-        data = json.loads(record.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON
         return None
     return data if isinstance(data, dict) else None
 
@@ -100,8 +100,8 @@ def _find_sidecar(path: str, root: Path) -> tuple[str, dict] | None:
         sidecar = root / PROVENANCE_DIR / (str(candidate) + ".json")
         if sidecar.is_file():
             try:
-                return str(candidate), json.loads(sidecar.read_text())
-            except (OSError, json.JSONDecodeError):
+                return str(candidate), json.loads(sidecar.read_text(encoding="utf-8"))
+            except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON
                 return None
         candidate = candidate.parent
     return None

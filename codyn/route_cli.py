@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
                 (str(i), no_surrogates(p, Where(record=f"argument {i}", field="prompt")))
                 for i, p in enumerate(args.prompts, start=1)
             ]
+            blank = [rid for rid, p in items if not p.strip()]
+            if blank:
+                raise InputError("empty prompt", record=f"argument {blank[0]}", field="prompt")
         elif not sys.stdin.isatty():
             items = read_prompts("-", "text" if args.format == "auto" else args.format)
         else:

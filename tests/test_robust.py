@@ -714,3 +714,24 @@ def test_score_files_keep_ids_that_look_like_numbers_or_missing_values(tmp_path)
     frame = read_scores(path, "m")
     assert frame.index.tolist() == ["NA", "007", "null"]
     assert frame["score"].iloc[0] == 0.5 and math.isnan(frame["score"].iloc[1])
+
+
+def test_jsonl_with_a_byte_order_mark_is_utf8(tmp_path):
+    from codyn.io import read_jsonl
+
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": "a"}\n{"id": "b"}\n')
+    assert [r["id"] for r in read_jsonl(path)] == ["a", "b"]
+
+
+def test_route_refuses_an_empty_prompt_argument(knn_router):
+    done = codyn("route", "--router", str(knn_router), "fine", "  ")
+    assert done.returncode == 1 and b"argument 2" in done.stderr and b"empty prompt" in done.stderr
+
+
+def test_provenance_sidecar_that_is_not_utf8_is_no_record(tmp_path):
+    from codyn.provenance import PROVENANCE_DIR, _find_sidecar
+
+    (tmp_path / PROVENANCE_DIR / "results").mkdir(parents=True)
+    (tmp_path / PROVENANCE_DIR / "results" / "t.csv.json").write_bytes(b'{"rule": "caf\xe9"}')
+    assert _find_sidecar("results/t.csv", tmp_path) is None
