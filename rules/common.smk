@@ -12,6 +12,9 @@ from codyn import config as codyn_config  # noqa: E402
 from codyn.errors import ConfigError  # noqa: E402
 
 try:
+    # Snakemake's own YAML reading keeps the last of a key given twice; ours refuses it.
+    for configfile_path in workflow.configfiles:
+        codyn_config.read_yaml(configfile_path)
     codyn_config.validate_config(config)
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None

@@ -735,3 +735,20 @@ def test_provenance_sidecar_that_is_not_utf8_is_no_record(tmp_path):
     (tmp_path / PROVENANCE_DIR / "results").mkdir(parents=True)
     (tmp_path / PROVENANCE_DIR / "results" / "t.csv.json").write_bytes(b'{"rule": "caf\xe9"}')
     assert _find_sidecar("results/t.csv", tmp_path) is None
+
+
+def test_snakemake_refuses_a_config_key_given_twice(tmp_path):
+    for name in PIPELINE_FILES:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
+    (tmp_path / "dup.yaml").write_text("label: a\nseed: 3\nlabel: b\n")
+    done = subprocess.run(
+        [SNAKEMAKE, "-n", "--cores", "1", "--configfile", "dup.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "found key 'label' twice" in done.stderr + done.stdout
