@@ -473,6 +473,11 @@ def parse_chat_request(body: Any) -> dict:
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise ApiError(400, "'stream_options' must be an object", param="stream_options")
+    include_usage = options.get("include_usage", False)
+    if not isinstance(include_usage, bool):
+        raise ApiError(
+            400, "'stream_options.include_usage' must be a boolean", param="stream_options"
+        )
     params = {}
     temperature = _number(body, "temperature", 0, 2)
     top_p = _number(body, "top_p", 0, 1)
@@ -489,7 +494,7 @@ def parse_chat_request(body: Any) -> dict:
         "prompt": users[-1],
         "params": params,
         "stream": stream,
-        "include_usage": bool(options.get("include_usage", False)),
+        "include_usage": include_usage,
     }
 
 

@@ -752,3 +752,13 @@ def test_snakemake_refuses_a_config_key_given_twice(tmp_path):
     )
     assert done.returncode != 0
     assert "found key 'label' twice" in done.stderr + done.stdout
+
+
+def test_stream_options_must_say_true_or_false():
+    from codyn.serve import ApiError, parse_chat_request
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "a"}], "stream": True}
+    assert parse_chat_request({**body, "stream_options": {"include_usage": True}})["include_usage"]
+    with pytest.raises(ApiError) as err:
+        parse_chat_request({**body, "stream_options": {"include_usage": "yes"}})
+    assert err.value.status == 400 and err.value.param == "stream_options"
