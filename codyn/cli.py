@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+from codyn.errors import CodynError
 
 # subcommand -> (module, help). Each module exposes ``main(argv: list[str]) -> int``.
 SUBCOMMANDS = {
@@ -31,7 +34,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"codyn: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(SUBCOMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    # The last line of defence, so that no input ends in a traceback: each subcommand
+    # reports its own errors with file and record; these are what slips past them.
+    try:
+        return int(module.main(rest) or 0)
+    except CodynError as exc:
+        print(f"codyn {name}: {exc}", file=sys.stderr)
+        return 1
+    except UnicodeError as exc:
+        print(
+            f"codyn {name}: text that is not valid UTF-8 / Unicode ({exc}); codyn reads and "
+            "writes UTF-8",
+            file=sys.stderr,
+        )
+        return 1
+    except BrokenPipeError:
+        # `codyn route ... | head`: the reader left; nothing is wrong with the input. Point
+        # stdout at /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:
+        # A file the command cannot open or write (permissions, a full disk, a folder).
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"codyn {name}: cannot read or write{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        # Outputs are written atomically: an interrupted command leaves none half-written.
+        print(f"codyn {name}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+from codyn import validate
 from codyn.errors import ConfigError
+from codyn.routers.params import param_problems
 
 SCHEMA_RESOURCE = "schemas/config.schema.yaml"
 
@@ -28,6 +30,52 @@ def schema_path() -> Path:
 def load_schema() -> dict:
     with open(schema_path(), encoding="utf-8") as fh:
         return yaml.safe_load(fh)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error:
+    plain YAML keeps the last one, so ``cost: 1`` ... ``cost: 0`` would pass silently."""
+
+
+def _mapping_without_duplicates(loader, node, deep=False):
+    loader.flatten_mapping(node)
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # SafeLoader's own error follows
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found key {key!r} twice (first {seen[key]})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
+def read_yaml(path: str | Path):
+    """A YAML file's content; a malformed file or a key given twice is a ConfigError
+    naming the file, line and column."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.load(fh, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError("<root>", f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "<root>", f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError("<root>", f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -108,8 +156,26 @@ def validate_config(config: dict) -> dict:
     errors = sorted(validator.iter_errors(config), key=lambda e: -len(list(e.absolute_path)))
     if errors:
         raise _error_to_config_error(errors[0])
+    check_values(config)
     check_references(config)
     return config
+
+
+def check_values(config: dict) -> None:
+    """The rules of codyn.validate a JSON schema cannot state: finite numbers, costs with
+    one > 0, and each router's parameters against its own type's schema."""
+    validate.finite_everywhere(config, validate.Where(key=""))
+    costs = {
+        m: validate.cost(config["models"][m]["cost"], validate.Where(key=f"models.{m}.cost"))
+        for m in config["portfolio"]
+        if m in config["models"]
+    }
+    validate.costs(costs, validate.Where(key="models.*.cost"))
+    for name, spec in config.get("routers", {}).items():
+        problems = param_problems(spec["type"], spec)
+        if problems:
+            param, message = problems[0]
+            raise ConfigError(f"routers.{name}.{param}", message)
 
 
 def check_references(config: dict) -> None:
@@ -153,8 +219,7 @@ def load_config(*paths: str | Path, overrides: dict | None = None) -> dict:
     """Load YAML files in order (later ones merged over earlier), validate and return."""
     config: dict[str, Any] = {}
     for path in paths:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError("<root>", f"{path} does not hold a mapping")
         config = deep_merge(config, data)

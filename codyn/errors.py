@@ -53,3 +53,11 @@ class ConfigError(CodynError):
                 allowed = ", ".join(map(str, sorted(allowed, key=str)))
             text += f" (allowed: {allowed})"
         super().__init__(text)
+
+
+class UsageError(CodynError):
+    """A bad command-line option value; names the option."""
+
+    def __init__(self, option: str, message: str):
+        self.option = option
+        super().__init__(f"option {option}: {message}")

@@ -37,7 +37,12 @@ files named by the dataset's ``import:`` spec (config ``datasets.<name>.import``
 
 Bad input (duplicate ids, missing scores, scores out of range, a cost for a model
 that is not imported, a model without a cost) raises :class:`InputError` naming the
-rows and columns; nothing is written.
+rows and columns; nothing is written. The rules are codyn.validate's: costs (config
+or ``--cost``) are finite and >= 0 with one > 0; every cell of a cost column is a
+finite number >= 0 (a blank or ``n/a`` cell is an error, never left out of a mean);
+a table has rows; a model, a column or a header name appears once; ids are read as
+text, exactly as the file writes them (CSV columns are read as text, JSONL without
+type guessing, so ``007`` stays ``007``).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from codyn import validate
 from codyn.errors import CodynError, InputError
 from codyn.matrix import SCORE_PREFIX, USD_PREFIX, Matrix
 from codyn.routers.header import format_header
@@ -117,16 +123,31 @@ def read_table(path: str, format_hint: str | None = None) -> pd.DataFrame:
     kind = format_hint or (by_suffix.get(suffixes[-1]) if suffixes else None)
     try:
         if kind == "csv":
-            return pd.read_csv(path)
-        if kind == "jsonl":
-            return pd.read_json(path, lines=True)
-        if kind == "parquet":
-            return pd.read_parquet(path)
+            # Every cell as the text it is (ids "007" and "1e3" stay text; blanks stay "");
+            # numbers are parsed per column below, where a bad cell can be named.
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+            header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+            validate.unique(header.iloc[0].tolist(), validate.Where(path=path), "column")
+        elif kind == "jsonl":
+            # No dtype guessing: a JSON string stays a string, a number a number.
+            frame = pd.read_json(path, lines=True, dtype=False)
+        elif kind == "parquet":
+            frame = pd.read_parquet(path)
+        else:
+            raise InputError(
+                "unknown table format (use .csv, .jsonl or .parquet, or format_hint)", path=path
+            )
     except (ValueError, pd.errors.ParserError, OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read as {kind} ({exc})", path=path) from exc
-    raise InputError(
-        "unknown table format (use .csv, .jsonl or .parquet, or format_hint)", path=path
-    )
+        reason = exc
+        if isinstance(exc, UnicodeDecodeError):
+            reason = f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+        raise InputError(f"cannot read as {kind} ({reason})", path=path) from None
+    except Exception as exc:  # pyarrow raises its own types for a damaged Parquet file
+        raise InputError(
+            f"cannot read as {kind} ({type(exc).__name__}: {exc})", path=path
+        ) from None
+    validate.has_rows(len(frame), validate.Where(path=path))
+    return frame
 
 
 def _concat(paths: list[str], format_hint: str | None) -> tuple[pd.DataFrame, list[str]]:
@@ -137,6 +158,23 @@ def _concat(paths: list[str], format_hint: str | None) -> tuple[pd.DataFrame, li
         frames.append(frame)
         origin += [f"{path} row {k}" for k in range(len(frame))]
     return pd.concat(frames, ignore_index=True), origin
+
+
+def _numbers(column: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """A column as floats and the mask of cells that are not numbers (blank, text, null).
+
+    Text cells are parsed as numbers after stripping; ``nan``/``inf`` parse, and the
+    callers' range checks reject them."""
+    if not pd.api.types.is_numeric_dtype(column):
+        text = column.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
+        blank = text.map(lambda v: None if v == "" else v)
+        values = pd.to_numeric(blank, errors="coerce").astype(float)
+        words = text.map(lambda v: isinstance(v, str) and v.lower() in ("nan", "-nan", "+nan"))
+        bad = (values.isna() & ~words) | column.isna()
+        values[words.to_numpy()] = np.nan
+        return values, bad
+    values = pd.to_numeric(column, errors="coerce").astype(float)
+    return values, column.isna()
 
 
 def _rows(ids: pd.Series, mask, origin: list[str] | None = None, limit: int = 5) -> str:
@@ -211,6 +249,7 @@ def matrix_from_frame(
         no_cost = [m for m in models if costs.get(m) is None]
         if no_cost:
             raise InputError(f"models without a cost: {no_cost}", path=where, field="costs")
+        costs = validate.costs(costs, validate.Where(path=where, field="costs"))
     else:
         no_cost = [m for m in models if m not in cost_columns]
         if no_cost:
@@ -220,10 +259,12 @@ def matrix_from_frame(
                 field="cost_columns",
             )
 
-    ids = frame[id_column]
-    if ids.isna().any():
+    validate.has_rows(len(frame), validate.Where(path=where))
+    ids = frame[id_column].map(validate.text_id)
+    empty = ids.map(lambda v: v is None or not v.strip()).astype(bool)
+    if empty.any():
         raise InputError(
-            f"empty ids at {_rows(ids.astype(str), ids.isna(), origin)}",
+            f"empty ids at {_rows(ids.fillna(''), empty, origin)}",
             path=where,
             field=id_column,
         )
@@ -238,14 +279,18 @@ def matrix_from_frame(
         more = f" and {groups.ngroups - 5} more" if groups.ngroups > 5 else ""
         raise InputError(f"duplicate ids: {'; '.join(parts)}{more}", path=where, field=id_column)
     prompts = frame[prompt_column]
-    if prompts.isna().any():
+    no_prompt = prompts.isna() | (prompts.map(lambda p: isinstance(p, str) and not p.strip()))
+    if no_prompt.any():
         raise InputError(
-            f"missing prompt for {_rows(ids, prompts.isna(), origin)}",
+            f"missing prompt for {_rows(ids, no_prompt, origin)}",
             path=where,
             field=prompt_column,
         )
 
-    lo, hi = (0.0, 1.0) if score_range is None else (float(score_range[0]), float(score_range[1]))
+    lo, hi = _score_range(score_range, where)
+    score_scale = validate.number(
+        score_scale, validate.Where(path=where, field="score_scale"), minimum=0.0, strict=True
+    )
     out = pd.DataFrame(
         {
             "task_id": ids.values,
@@ -256,8 +301,8 @@ def matrix_from_frame(
     )
     for m in models:
         col = score_columns[m]
-        values = pd.to_numeric(frame[col], errors="coerce")
-        bad = values.isna()
+        values, bad = _numbers(frame[col])
+        bad = bad | values.isna()
         if bad.any():
             raise InputError(
                 f"missing or non-numeric scores for {_rows(ids, bad, origin)}",
@@ -265,7 +310,7 @@ def matrix_from_frame(
                 field=col,
             )
         values = values.astype(float) * float(score_scale)
-        bad = (values < lo) | (values > hi)
+        bad = (values < lo) | (values > hi) | ~np.isfinite(values)
         if bad.any():
             scale = f" after scaling by {score_scale}" if score_scale != 1 else ""
             raise InputError(
@@ -278,12 +323,19 @@ def matrix_from_frame(
     for m in models:
         if m in cost_columns:
             col = cost_columns[m]
-            usd = pd.to_numeric(frame[col], errors="coerce").astype(float)
-            bad = usd < 0
-            if bad.any():
-                raise InputError(
-                    f"negative cost for {_rows(ids, bad, origin)}", path=where, field=col
-                )
+            usd, not_number = _numbers(frame[col])
+            for bad, what in (
+                (not_number, "missing or non-numeric cost"),
+                (~not_number & ~np.isfinite(usd), "NaN or infinite cost"),
+                (usd < 0, "negative cost"),
+            ):
+                if bad.any():
+                    raise InputError(
+                        f"{what} for {_rows(ids, bad, origin)} (a per-call cost is a finite "
+                        "number >= 0)",
+                        path=where,
+                        field=col,
+                    )
             out[USD_PREFIX + m] = usd.to_numpy()
         else:
             out[USD_PREFIX + m] = np.nan
@@ -298,6 +350,7 @@ def matrix_from_frame(
             if not np.isfinite(mean):
                 raise InputError("no known cost to average", path=where, field=cost_columns[m])
             rel[m] = mean
+        validate.costs(rel, validate.Where(path=where, field="cost_columns"))
         log.info("relative cost = mean USD per call: %s", rel)
     else:
         rel = {m: float(costs[m]) for m in models}
@@ -312,15 +365,27 @@ def matrix_from_frame(
     return Matrix(out, models, rel, False, source or f"import:{where}", meta).validate(where)
 
 
+def _score_range(score_range, where: str) -> tuple[float, float]:
+    if score_range is None:
+        return 0.0, 1.0
+    field = validate.Where(path=where, field="score_range")
+    if not isinstance(score_range, list | tuple) or len(score_range) != 2:
+        raise field.error(f"expected [lo, hi], got {score_range!r}")
+    lo, hi = (validate.number(v, field) for v in score_range)
+    if not lo < hi:
+        raise field.error(f"lo {lo:g} must be < hi {hi:g}")
+    return lo, hi
+
+
 def _score_map(spec: dict) -> dict[str, str]:
     cols = spec.get("score_columns")
     if cols is None:
         raise InputError("table import needs score_columns", field="score_columns")
-    return (
-        {c: c for c in cols}
-        if isinstance(cols, list)
-        else {str(k): str(v) for k, v in cols.items()}
-    )
+    if isinstance(cols, list):
+        return {c: c for c in validate.unique(cols, validate.Where(field="score_columns"), "model")}
+    if not isinstance(cols, dict):
+        raise InputError("expected {model: column} or a list of columns", field="score_columns")
+    return {str(k): str(v) for k, v in cols.items()}
 
 
 def import_table(spec: dict, *, dataset: str, costs=None, mirror_dir=None) -> Matrix:
@@ -568,13 +633,31 @@ def import_matrix(
 
 
 def _parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    """MODEL=VALUE options as a dict; a model named twice is an error, not keep-last."""
     out = {}
+    option = validate.Where(option=f"--{what}")
     for item in items or []:
         if "=" not in item:
-            raise InputError(f"expected MODEL=VALUE, got {item!r}", field=what)
+            raise option.error(f"expected MODEL=VALUE, got {item!r}")
         key, value = item.split("=", 1)
+        if not key or not value:
+            raise option.error(f"expected MODEL=VALUE, got {item!r}")
+        if key in out:
+            raise option.error(f"model {key!r} is given twice ({out[key]!r} and {value!r})")
         out[key] = value
     return out
+
+
+def _parse_costs(items: list[str] | None) -> dict[str, float]:
+    option = validate.Where(option="--cost")
+    out = {}
+    for model, text in _parse_pairs(items, "cost").items():
+        try:
+            value = float(text)
+        except ValueError:
+            raise option.error(f"{model}={text!r} is not a number") from None
+        out[model] = validate.cost(value, option.at(model))
+    return validate.costs(out, option) if out else out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -639,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
                 "score_range": args.score_range,
                 "kind": args.kind,
             }
-            costs = {m: float(v) for m, v in _parse_pairs(args.cost, "cost").items()}
+            costs = _parse_costs(args.cost)
             matrix = import_matrix(spec, dataset=args.dataset or Path(args.out).stem, costs=costs)
         matrix.save(args.out)
     except (CodynError, ValueError) as exc:

@@ -4,6 +4,11 @@
    renamed into place, so a killed job never leaves a half-written output that
    looks complete.
 2. Reads of JSONL name the file and line of a malformed record.
+
+Files and folders get the permissions the umask asks for (0644 / 0755 under umask 022,
+0664 / 0775 under 002, so that a group on a shared file system can read a colleague's
+results): ``mkstemp`` and ``mkdtemp`` create 0600 / 0700 whatever the umask, so the
+temporary file or folder is chmod-ed before it is renamed into place.
 """
 
 from __future__ import annotations
@@ -22,6 +27,27 @@ from typing import Any
 from codyn.errors import InputError
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only be read by
+    setting it, which races with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give a file made by mkstemp (0600) or a folder made by mkdtemp (0700) the mode an
+    ordinary ``open``/``mkdir`` would have given it."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it into place on success.
@@ -35,6 +61,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            honour_umask(tmp_path, directory=tmp_path.is_dir())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -77,9 +105,38 @@ def open_text(path: str | os.PathLike) -> io.TextIOBase:
     path = Path(path)
     if not path.exists():
         raise InputError("file does not exist", path=path)
+    # utf-8-sig: UTF-8, and a leading byte-order mark (Windows editors) is dropped.
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")
+
+
+def decode_utf8(data: bytes, name: object) -> str:
+    """``data`` as text. The policy everywhere: input is UTF-8 (a leading byte-order mark
+    is dropped); anything else is an InputError naming the source, the byte and where it
+    is, never a guess at another encoding."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}) "
+            "cannot be decoded; codyn reads UTF-8 (convert the file, e.g. "
+            "iconv -f latin1 -t utf-8)",
+            path=name,
+        ) from None
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A text file (``*.gz`` unpacked) as a string, decoded by :func:`decode_utf8`."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file does not exist", path=path)
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(f"cannot read file ({exc})", path=path) from None
+    return decode_utf8(data, path)
 
 
 def read_jsonl(path: str | os.PathLike, *, allow_truncated_last: bool = False) -> Iterator[dict]:
@@ -104,6 +161,13 @@ def read_jsonl(path: str | os.PathLike, *, allow_truncated_last: bool = False) -
             raise InputError(
                 f"malformed JSON ({exc.msg})", path=path, record=f"line {lineno}"
             ) from exc
+        except (RecursionError, ValueError) as exc:  # nesting too deep, a 5000-digit number
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise InputError(
+                f"unreadable JSON ({reason})", path=path, record=f"line {lineno}"
+            ) from None
+        if "\\u" in line.lower():
+            _check_unicode(obj, path, f"line {lineno}")
         if not isinstance(obj, dict):
             raise InputError(
                 f"expected a JSON object, got {type(obj).__name__}",
@@ -111,6 +175,19 @@ def read_jsonl(path: str | os.PathLike, *, allow_truncated_last: bool = False) -
                 record=f"line {lineno}",
             )
         yield obj
+
+
+def _check_unicode(obj: Any, path, record) -> None:
+    """JSON may escape a lone surrogate (``"\\ud800"``), which no UTF-8 writer, hash or
+    sandbox can encode: an error here, naming the line, not a UnicodeEncodeError later."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"a string holds a lone surrogate {exc.object[exc.start]!r} (not valid Unicode text)",
+            path=path,
+            record=record,
+        ) from None
 
 
 def read_json(path: str | os.PathLike, required: Iterable[str] = ()) -> dict:
@@ -121,8 +198,8 @@ def read_json(path: str | os.PathLike, required: Iterable[str] = ()) -> dict:
         raise InputError("file does not exist", path=path)
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"malformed JSON ({exc})", path=path) from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, depth
+        raise InputError(f"malformed JSON ({type(exc).__name__}: {exc})"[:500], path=path) from None
     if not isinstance(obj, dict):
         raise InputError(f"expected a JSON object, got {type(obj).__name__}", path=path)
     for key in required:

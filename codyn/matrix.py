@@ -196,7 +196,14 @@ def _read_tasks(path) -> pd.DataFrame:
 def read_scores(path, model: str) -> pd.DataFrame:
     """One model's score CSV, checked: columns, model name, statuses, unique task ids."""
     try:
-        frame = pd.read_csv(path, dtype={"task_id": str, "model": str, "status": str})
+        # Ids and names as written: without keep_default_na a task "NA" or "null" would
+        # become a missing id; only the score and detail columns know blanks.
+        frame = pd.read_csv(
+            path,
+            dtype={"task_id": str, "model": str, "status": str},
+            keep_default_na=False,
+            na_values={"score": ["", "nan", "NaN"], "detail": [""]},
+        )
     except FileNotFoundError as exc:
         raise InputError("file does not exist", path=path) from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

@@ -85,8 +85,8 @@ def snakemake_metadata(path: str, root: Path) -> dict | None:
     if not record.is_file():
         return None
     try:
-        data = json.loads(record.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON
         return None
     return data if isinstance(data, dict) else None
 
@@ -94,12 +94,14 @@ def snakemake_metadata(path: str, root: Path) -> dict | None:
 def _find_sidecar(path: str, root: Path) -> tuple[str, dict] | None:
     """The sidecar of ``path`` or of the folder output that contains it."""
     candidate = Path(path)
-    while str(candidate) not in ("", "."):
+    # Stops at "." (relative paths) and at the file system root, whose parent is itself
+    # (an absolute path outside the working directory).
+    while str(candidate) not in ("", ".") and candidate.parent != candidate:
         sidecar = root / PROVENANCE_DIR / (str(candidate) + ".json")
         if sidecar.is_file():
             try:
-                return str(candidate), json.loads(sidecar.read_text())
-            except (OSError, json.JSONDecodeError):
+                return str(candidate), json.loads(sidecar.read_text(encoding="utf-8"))
+            except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON
                 return None
         candidate = candidate.parent
     return None
@@ -514,6 +516,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(args.root)
     target = Path(args.path)
+    if not root.is_dir():
+        print(f"codyn provenance: --root {args.root}: not a folder", file=sys.stderr)
+        return 2
+    if not args.path.strip() or (root / target).resolve() == root.resolve():
+        print(
+            "codyn provenance: name a file (or folder) under the workflow folder", file=sys.stderr
+        )
+        return 2
+    if not (root / target).resolve().is_relative_to(root.resolve()):
+        print(
+            f"codyn provenance: {args.path}: outside the workflow folder {root.resolve()} "
+            "(records only cover files under it; pass --root)",
+            file=sys.stderr,
+        )
+        return 2
     if not (target if target.is_absolute() else root / target).exists():
         found = _find_sidecar(_relative(target, root), root)
         if found is None:

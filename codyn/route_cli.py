@@ -17,13 +17,15 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from codyn.errors import CodynError, InputError
-from codyn.io import open_text, read_jsonl, sha256_file, sha256_text
+from codyn.io import decode_utf8, read_text, sha256_file, sha256_text
 from codyn.ranking import affordability, choose
+from codyn.validate import Where, no_surrogates
 
 AUTO_MODEL = "codyn-auto"
 
@@ -116,6 +118,13 @@ def score_dict(models, row) -> dict[str, float | None]:
 # --- prompts ----------------------------------------------------------------------------------
 
 
+def _stdin_text(name: str) -> str:
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # already text (a wrapped or replaced stdin)
+        return sys.stdin.read()
+    return decode_utf8(buffer.read(), name)
+
+
 def read_prompts(source: str, fmt: str = "auto") -> list[tuple[str, str]]:
     """(id, prompt) pairs from a file or ``-`` (stdin).
 
@@ -126,35 +135,30 @@ def read_prompts(source: str, fmt: str = "auto") -> list[tuple[str, str]]:
     name = "<stdin>" if source == "-" else source
     if fmt == "auto":
         fmt = "jsonl" if source.endswith((".jsonl", ".jsonl.gz")) else "lines"
+    # Bytes in, decoded once by the one policy (codyn.io.decode_utf8: UTF-8 or a clear error).
+    text = _stdin_text(name) if source == "-" else read_text(source)
     if fmt == "jsonl":
-        if source == "-":
-            records = []
-            for lineno, line in enumerate(sys.stdin, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append((lineno, json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise InputError(
-                        f"malformed JSON ({exc.msg})", path=name, record=f"line {lineno}"
-                    ) from exc
-        else:
-            records = list(enumerate(read_jsonl(source), start=1))
         out = []
-        for lineno, rec in records:
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                raise InputError(
+                    f"malformed JSON ({reason})", path=name, record=f"line {lineno}"
+                ) from None
             prompt = rec.get("prompt") if isinstance(rec, dict) else None
             if not isinstance(prompt, str) or not prompt.strip():
                 raise InputError(
                     "missing or empty prompt", path=name, record=f"line {lineno}", field="prompt"
                 )
             rid = rec.get("id", rec.get("task_id", str(lineno)))
-            out.append((str(rid), prompt))
+            where = Where(path=name, record=f"line {lineno}")
+            no_surrogates(prompt, replace(where, field="prompt"))
+            out.append((no_surrogates(str(rid), replace(where, field="id")), prompt))
         return out
-    if source == "-":
-        text = sys.stdin.read()
-    else:
-        with open_text(source) as fh:
-            text = fh.read()
     if fmt == "text":
         return [("1", text)] if text.strip() else []
     return [(str(i), line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
@@ -201,7 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.file:
             items = read_prompts(args.file, args.format)
         elif args.prompts:
-            items = [(str(i), p) for i, p in enumerate(args.prompts, start=1)]
+            # An argument with bytes that are not UTF-8 arrives with lone surrogates.
+            items = [
+                (str(i), no_surrogates(p, Where(record=f"argument {i}", field="prompt")))
+                for i, p in enumerate(args.prompts, start=1)
+            ]
+            blank = [rid for rid, p in items if not p.strip()]
+            if blank:
+                raise InputError("empty prompt", record=f"argument {blank[0]}", field="prompt")
         elif not sys.stdin.isatty():
             items = read_prompts("-", "text" if args.format == "auto" else args.format)
         else:

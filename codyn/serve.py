@@ -404,6 +404,14 @@ def _number(body: dict, key: str, lo: float, hi: float | None, integer: bool = F
     return value
 
 
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def parse_chat_request(body: Any) -> dict:
     """Validate an OpenAI chat request; returns the parts the server uses. Raises ApiError."""
     if not isinstance(body, dict):
@@ -416,7 +424,7 @@ def parse_chat_request(body: Any) -> dict:
             code="missing_required_parameter",
             param="model",
         )
-    if not isinstance(model, str) or not model:
+    if not isinstance(model, str) or not model or _has_surrogate(model):
         raise ApiError(400, "'model' must be a non-empty string", param="model")
     messages = body.get("messages")
     if messages is None:
@@ -438,7 +446,21 @@ def parse_chat_request(body: Any) -> dict:
             raise ApiError(
                 400, f"{where}.role must be one of {', '.join(ROLES)}", param=f"{where}.role"
             )
-        normal.append({"role": ROLES[role], "content": _text_of(msg.get("content"), where)})
+        if msg.get("content") is None and ROLES[role] != "assistant":
+            # Only an assistant turn (one that called tools) may lack content, as in OpenAI's API.
+            raise ApiError(
+                400, f"{where}.content is required for a {role} message", param=f"{where}.content"
+            )
+        content = _text_of(msg.get("content"), where)
+        if _has_surrogate(content):
+            # JSON may escape a lone surrogate ("\ud800"); no backend, log or hash can
+            # encode it as UTF-8, so it is the client's error, not a 500.
+            raise ApiError(
+                400,
+                f"{where}.content holds a lone surrogate code point (not valid Unicode text)",
+                param=f"{where}.content",
+            )
+        normal.append({"role": ROLES[role], "content": content})
     users = [m["content"] for m in normal if m["role"] == "user"]
     if not users:
         raise ApiError(400, "'messages' must contain a user message", param="messages")
@@ -451,6 +473,11 @@ def parse_chat_request(body: Any) -> dict:
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise ApiError(400, "'stream_options' must be an object", param="stream_options")
+    include_usage = options.get("include_usage", False)
+    if not isinstance(include_usage, bool):
+        raise ApiError(
+            400, "'stream_options.include_usage' must be a boolean", param="stream_options"
+        )
     params = {}
     temperature = _number(body, "temperature", 0, 2)
     top_p = _number(body, "top_p", 0, 1)
@@ -467,7 +494,7 @@ def parse_chat_request(body: Any) -> dict:
         "prompt": users[-1],
         "params": params,
         "stream": stream,
-        "include_usage": bool(options.get("include_usage", False)),
+        "include_usage": include_usage,
     }
 
 
@@ -554,7 +581,7 @@ class RoutingService:
             raise ApiError(400, "request body is empty; expected a JSON object")
         try:
             return json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # also a 5000-digit number (ValueError)
             raise ApiError(
                 400, f"request body is not valid JSON ({exc})", code="invalid_json"
             ) from exc
@@ -1011,7 +1038,16 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        return await service.chat(request)
+        try:
+            return await service.chat(request)
+        except (ApiError, StarletteHTTPException):
+            raise
+        except Exception as exc:
+            # Answered here, not by the app-wide handler: Starlette re-raises what reaches
+            # that one, and uvicorn then drops the client's keep-alive connection.
+            log.exception("unexpected error")
+            service.metrics.requests.labels("chat", "500").inc()
+            return error_response(500, f"internal error: {type(exc).__name__}", "server_error")
 
     @app.get("/v1/models")
     async def models(request: Request):
@@ -1088,6 +1124,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        print(f"codyn serve: option --port: {args.port} is not a port (0-65535)", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,

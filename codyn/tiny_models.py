@@ -18,6 +18,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from codyn.io import honour_umask
+
 TINY_NAMES = ("tiny-qwen2",)
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 # ChatML, as Qwen2 uses; generation stops at <|im_end|>.
@@ -127,6 +129,7 @@ def resolve_model_path(name_or_path: str, root: str | Path = "cache/models", see
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         build_tiny_qwen2(tmp, seed=seed)
+        honour_umask(tmp, directory=True)
         try:
             os.replace(tmp, target)
         except OSError:

@@ -13,6 +13,9 @@ from codyn import paths as codyn_paths  # noqa: E402
 from codyn.errors import ConfigError  # noqa: E402
 
 try:
+    # Snakemake's own YAML reading keeps the last of a key given twice; ours refuses it.
+    for configfile_path in workflow.configfiles:
+        codyn_config.read_yaml(configfile_path)
     # Before validation: the name becomes folder names, and an overlay config that does
     # not name its experiment must not write into the embedded default's folders.
     config["experiment"] = codyn_paths.experiment_from_configfiles(

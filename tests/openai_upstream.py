@@ -81,6 +81,10 @@ def create_app() -> FastAPI:
                     "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
                 }
                 yield f"data: {json.dumps(done)}\n\n"
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    # OpenAI's last chunk: no choices, the whole request's usage.
+                    last = {**done, "choices": [], "usage": usage}
+                    yield f"data: {json.dumps(last)}\n\n"
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(events(), media_type="text/event-stream")

@@ -28,7 +28,12 @@ def test_default_config_valid(repo_root):
         ({"models": {"gpt35-analogical": {"cost": -1}}}, "models.gpt35-analogical.cost", None),
         ({"datasets": {"apps": {"adapter": "zzz"}}}, "datasets.apps.adapter", "bigcodebench"),
         ({"run_routers": ["nope"]}, "run_routers[0]", "knn"),
-        ({"routers": {"knn": {"type": "knn", "pair": ["a", "b"]}}}, "routers.knn.pair[0]", None),
+        ({"routers": {"knn": {"type": "knn", "pair": ["a", "b"]}}}, "routers.knn.pair", "k"),
+        (
+            {"routers": {"rorf-8b-405b": {"type": "rorf", "pair": ["a", "b"]}}},
+            "routers.rorf-8b-405b.pair[0]",
+            None,
+        ),
         (
             {"routers": {"knn": {"type": "knn", "candidates": ["gpt35-analogical", "gpt-9"]}}},
             "routers.knn.candidates[1]",

@@ -518,3 +518,105 @@ def test_log_text_and_unknown_serve_keys(sbs_app_factory, tmp_path):
     assert rec["prompt"] == "keep this text" and rec["text"].startswith("[simulated answer")
     with pytest.raises(ConfigError, match="serve.bogus"):
         load_config(rf.write_config(tmp_path / "bad.yaml", serve={"bogus": 1}))
+
+
+# ---- issue 19: malformed requests get a 4xx on a connection that stays usable; usage
+
+
+def _post_raw(conn, body: bytes) -> tuple[int, dict]:
+    conn.request(
+        "POST", "/v1/chat/completions", body=body, headers={"content-type": "application/json"}
+    )
+    response = conn.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def test_lone_surrogate_is_a_400_on_a_connection_that_stays_open(server_a):
+    import http.client
+
+    host, port = server_a["url"].removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    bodies = [
+        b'{"model": "codyn-auto", "messages": [{"role": "user", "content": "sort \\ud800 it"}]}',
+        b'{"model": "codyn-auto", "messages": [{"role": "user", "content": '
+        b'[{"type": "text", "text": "\\udfff"}]}]}',
+        b'{"model": "codyn-\\ud800", "messages": [{"role": "user", "content": "x"}]}',
+    ]
+    status, body = _post_raw(conn, bodies[0])
+    sock = conn.sock
+    assert status == 400, body
+    assert body["error"]["type"] == "invalid_request_error"
+    assert (
+        body["error"]["param"] == "messages[0].content" and "surrogate" in body["error"]["message"]
+    )
+    for raw in bodies[1:]:
+        status, body = _post_raw(conn, raw)
+        assert status == 400 and body["error"]["type"] == "invalid_request_error", body
+    good = json.dumps({"model": "codyn-auto", "messages": user(EASY)}).encode()
+    status, body = _post_raw(conn, good)
+    assert status == 200 and body["model"] == "sim-small"
+    assert conn.sock is sock  # the same keep-alive connection answered all four
+    conn.close()
+
+
+def test_streamed_usage_is_reported_in_the_last_chunk(server_a):
+    c = client(server_a)
+    for model, messages, prompt_tokens in (
+        ("codyn-auto", user(HARD + " usage"), None),  # routed to a simulated model
+        ("sim-mid", user(EASY + " usage"), 7),  # forwarded to the OpenAI-compatible upstream
+    ):
+        chunks = list(
+            c.chat.completions.create(
+                model=model,
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        last = chunks[-1]
+        assert last.choices == [] and last.usage is not None, (model, last)
+        assert last.usage.prompt_tokens > 0 and last.usage.completion_tokens > 0
+        assert last.usage.total_tokens == last.usage.prompt_tokens + last.usage.completion_tokens
+        if prompt_tokens is not None:
+            assert last.usage.prompt_tokens == prompt_tokens
+        assert all(ch.usage is None for ch in chunks[:-1])
+    plain = list(c.chat.completions.create(model="sim-mid", messages=user(EASY), stream=True))
+    assert all(ch.usage is None for ch in plain) and plain[-1].choices
+
+
+def test_concurrent_malformed_requests_leave_good_ones_alone(server_a):
+    url = server_a["url"] + "/v1/chat/completions"
+    bad = [
+        b'{"model": "codyn-auto", "messages": [{"role": "user", "content": "\\ud800"}]}',
+        b"[" * 100000 + b"]" * 100000,
+        b'{"model": "codyn-auto", "messages": [{"role": "user", "content": "x"}], '
+        b'"temperature": 1e400}',
+        b'{"model": "codyn-auto", "messages": [{"role": "user", "content": "x"}], "n": 2}',
+        b'{"model": "codyn-auto", "messages": {"role": "user"}}',
+        b"\x00\x01\x02",
+        b'{"model": "codyn-auto", "messages": [{"role": "user", "content": null}]}',
+        b'{"model": "codyn-auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": '
+        + b"9" * 5000
+        + b"}",
+    ]
+
+    def call(i: int):
+        if i % 3:
+            body = bad[i % len(bad)]
+            with httpx.Client(timeout=60) as h:
+                r = h.post(url, content=body, headers={"content-type": "application/json"})
+            return "bad", r.status_code, r.json()
+        prompt = f"{EASY} (#{i})"
+        with httpx.Client(timeout=60) as h:
+            r = h.post(url, json={"model": "codyn-auto", "messages": user(prompt)})
+        return "good", r.status_code, r.json()
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(call, range(48)))
+    for kind, status, body in results:
+        if kind == "good":
+            assert status == 200 and body["model"] == "sim-small", body
+        else:
+            assert 400 <= status < 500, body
+            assert body["error"]["type"] == "invalid_request_error"
+    assert server_a["proc"].poll() is None

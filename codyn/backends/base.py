@@ -126,7 +126,11 @@ class Backend:
         raise NotImplementedError
 
     def stream(self, messages: list[dict], params: dict, task: dict | None = None) -> Iterator[str]:
-        yield self.complete(messages, params, task).text
+        """Text pieces; the generator's return value (StopIteration.value) is the
+        :class:`Completion` with token counts, which the server reports as ``usage``."""
+        completion = self.complete(messages, params, task)
+        yield completion.text
+        return completion
 
     def close(self) -> None:
         """Release clients, connections, model weights."""

@@ -154,16 +154,36 @@ class BedrockBackend(Backend):
         )
 
     def stream(self, messages: list[dict], params: dict, task: dict | None = None) -> Iterator[str]:
+        """Text pieces; returns a Completion with the stream's usage (``metadata`` event)."""
         request = self.request(messages, params)
         from botocore.exceptions import ClientError
 
+        started = time.perf_counter()
+        pieces, usage, stop, latency_ms = [], {}, None, None
         try:
             response = self.client.converse_stream(**request)
             for event in response["stream"]:
                 delta = event.get("contentBlockDelta", {}).get("delta", {})
                 if "text" in delta:
+                    pieces.append(delta["text"])
                     yield delta["text"]
+                stop = event.get("messageStop", {}).get("stopReason", stop)
+                if "metadata" in event:
+                    usage = event["metadata"].get("usage") or {}
+                    latency_ms = (event["metadata"].get("metrics") or {}).get("latencyMs")
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "ClientError")
             kind, retryable = ERROR_KINDS.get(code, ("client_error", False))
             raise BackendError(code, kind=kind, retryable=retryable) from None
+        in_tok, out_tok = usage.get("inputTokens"), usage.get("outputTokens")
+        return Completion(
+            text="".join(pieces),
+            input_tokens=in_tok,
+            output_tokens=out_tok,
+            latency_s=latency_ms / 1000.0
+            if latency_ms is not None
+            else time.perf_counter() - started,
+            cost_usd=self.cost(in_tok, out_tok),
+            model_id=self.model_id,
+            finish_reason=stop,
+        )

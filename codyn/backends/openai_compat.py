@@ -100,6 +100,8 @@ class OpenAICompatBackend(Backend):
         body = {"model": self.model_id, "messages": messages, **params}
         if stream:
             body["stream"] = True
+            # Ask for the final usage chunk, as OpenAI, vLLM and Ollama send it.
+            body["stream_options"] = {"include_usage": True}
         return body
 
     def _post_once(self, body: dict) -> dict:
@@ -147,7 +149,25 @@ class OpenAICompatBackend(Backend):
         )
 
     def stream(self, messages: list[dict], params: dict, task: dict | None = None) -> Iterator[str]:
+        """Text pieces; returns a Completion with the upstream's usage and finish reason."""
         body = self.body(messages, params, stream=True)
+        started = time.perf_counter()
+        pieces: list[str] = []
+        usage: dict = {}
+        finish = None
+
+        def done() -> Completion:
+            in_tok, out_tok = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            return Completion(
+                text="".join(pieces),
+                input_tokens=in_tok,
+                output_tokens=out_tok,
+                latency_s=time.perf_counter() - started,
+                cost_usd=self.cost(in_tok, out_tok),
+                model_id=self.model_id,
+                finish_reason=finish,
+            )
+
         try:
             with self.client.stream("POST", "/chat/completions", json=body) as response:
                 if response.status_code != 200:
@@ -158,12 +178,22 @@ class OpenAICompatBackend(Backend):
                         continue
                     payload = line[5:].strip()
                     if payload == "[DONE]":
-                        return
-                    chunk = json.loads(payload)
-                    for choice in chunk.get("choices", []):
+                        return done()
+                    try:
+                        chunk = json.loads(payload)
+                    except json.JSONDecodeError:
+                        raise BackendError("stream chunk is not JSON", kind="server") from None
+                    if not isinstance(chunk, dict):
+                        raise BackendError("stream chunk is not an object", kind="server")
+                    if isinstance(chunk.get("usage"), dict):
+                        usage = chunk["usage"]
+                    for choice in chunk.get("choices") or []:
                         delta = (choice.get("delta") or {}).get("content")
+                        finish = choice.get("finish_reason") or finish
                         if delta:
+                            pieces.append(delta)
                             yield delta
+                return done()
         except httpx.TimeoutException:
             raise BackendError("request timed out", kind="timeout", retryable=True) from None
         except httpx.TransportError as exc:

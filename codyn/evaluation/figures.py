@@ -62,8 +62,10 @@ def save(fig, png: str | Path, pdf: str | Path | None = None) -> None:
     for path, fmt in ((png, "png"), (pdf, "pdf")):
         if path is None:
             continue
+        # No CreationDate in the PDF: the same results give the same bytes on every run.
+        metadata = {"CreationDate": None} if fmt == "pdf" else None
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
     plt.close(fig)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from codyn.errors import InputError
 from codyn.routers.base import Router, read_router_json
+from codyn.routers.params import param_problems
 
 # type -> (module, class); modules import lazily so baselines never pay for torch.
 ROUTER_TYPES = {
@@ -41,9 +42,13 @@ def router_class(router_type: str) -> type[Router]:
 
 def make_router(router_type: str, params: dict | None = None, seed: int = 0) -> Router:
     """A fresh router of ``router_type``; ``params`` is its config entry (``type`` optional)."""
+    cls = router_class(router_type)
     params = {k: v for k, v in (params or {}).items() if k not in RUN_KEYS}
     params.pop("type", None)
-    return router_class(router_type)(params, seed=seed)
+    problems = param_problems(router_type, params)
+    if problems:
+        raise InputError(problems[0][1], field=problems[0][0])
+    return cls(params, seed=seed)
 
 
 def load_router(directory: str | Path, models: list[str] | None = None) -> Router:

@@ -19,11 +19,19 @@ Checkpoint folder (like Hugging Face ``save_pretrained``)::
                      trained_on (files + sha256), metrics, codyn version, simulated
     <weights>        model.safetensors / an HF folder / model.joblib, per type
 
-``router.json`` is written last, so a folder without it is an unfinished save.
+``router.json`` is written last, so a folder without it is an unfinished save. It ends
+with ``integrity``: the sha256 of every other file in the folder and one digest over
+those and the fields that give the weights their meaning (type, params, models and their
+order, candidates, costs, state). :meth:`Router.load` recomputes both, so a ``models``
+list reordered by hand (which would silently relabel every score), an edited cost or a
+replaced or truncated weights file is an InputError naming the field or file, not a
+wrong answer. Folders saved before this check (no ``integrity``) load with a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
@@ -148,7 +156,10 @@ class Router:
         if stale.exists():
             stale.unlink()  # the folder is unfinished until the new router.json lands
         self._save_weights(directory)
-        write_json(directory / ROUTER_JSON, self.describe())
+        meta = self.describe()
+        files = weight_digests(directory)
+        meta["integrity"] = {"files": files, "sha256": meaning_digest(meta, files)}
+        write_json(directory / ROUTER_JSON, meta)
         return directory
 
     def describe(self) -> dict:
@@ -189,6 +200,7 @@ class Router:
                 path=directory / ROUTER_JSON,
                 field="models",
             )
+        check_integrity(directory, meta)
         router = cls(meta["params"], seed=meta.get("seed", 0))
         router.models = list(meta["models"])
         router.candidates = meta.get("candidates")
@@ -198,8 +210,17 @@ class Router:
         router.simulated = bool(meta.get("simulated", False))
         router.trained_on = meta.get("trained_on", [])
         router.metrics = meta.get("metrics", {})
-        router._load_state(meta.get("state") or {})
-        router._load_weights(directory)
+        try:
+            router._load_state(meta.get("state") or {})
+            router._load_weights(directory)
+        except InputError:
+            raise
+        except Exception as exc:  # torch, safetensors, joblib: each fails its own way
+            raise InputError(
+                f"damaged {meta['type']} checkpoint, cannot load its weights "
+                f"({type(exc).__name__}: {str(exc)[:300]})",
+                path=directory,
+            ) from None
         return router
 
     # ---- for subclasses -----------------------------------------------------
@@ -278,6 +299,76 @@ def read_router_json(directory: str | Path) -> dict:
     if not path.is_file():
         raise InputError("not a router checkpoint (router.json missing)", path=directory)
     return read_json(path, ("type", "params", "models", "costs"))
+
+
+# The router.json fields that decide what the weights' outputs mean.
+MEANING_KEYS = ("format", "type", "params", "seed", "models", "candidates", "costs", "state")
+
+
+def weight_digests(directory: Path) -> dict[str, str]:
+    """sha256 of every file in a checkpoint folder but router.json, by relative path."""
+    return {
+        p.relative_to(directory).as_posix(): sha256_file(p)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.relative_to(directory).as_posix() != ROUTER_JSON
+    }
+
+
+def meaning_digest(meta: dict, files: dict[str, str]) -> str:
+    part = {k: meta.get(k) for k in MEANING_KEYS}
+    part["files"] = files
+    # Canonical form of what router.json will hold once written and read back.
+    canonical = json.dumps(
+        json.loads(json.dumps(part, sort_keys=True, default=str)), sort_keys=True
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def check_integrity(directory: Path, meta: dict) -> None:
+    """router.json against its weights (see the module docstring)."""
+    where = directory / ROUTER_JSON
+    models, costs = meta["models"], meta["costs"]
+    if (
+        not isinstance(models, list)
+        or not models
+        or not all(isinstance(m, str) and m for m in models)
+        or len(set(models)) != len(models)
+    ):
+        raise InputError("expected a list of distinct model names", path=where, field="models")
+    if (
+        not isinstance(costs, list)
+        or len(costs) != len(models)
+        or not all(
+            isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c) and c >= 0
+            for c in costs
+        )
+    ):
+        raise InputError(
+            f"expected {len(models)} finite costs >= 0, one per model", path=where, field="costs"
+        )
+    integrity = meta.get("integrity")
+    if integrity is None:
+        log.warning("%s has no integrity record (saved by an older codyn); not checked", where)
+        return
+    if not isinstance(integrity, dict) or not isinstance(integrity.get("files"), dict):
+        raise InputError("malformed integrity record", path=where, field="integrity")
+    files = weight_digests(directory)
+    for name, digest in integrity["files"].items():
+        if name not in files:
+            raise InputError("weights file listed in router.json is missing", path=directory / name)
+        if files[name] != digest:
+            raise InputError(
+                "weights file changed since the router was saved (sha256 differs); "
+                "damaged or replaced",
+                path=directory / name,
+            )
+    if meaning_digest(meta, integrity["files"]) != integrity.get("sha256"):
+        raise InputError(
+            "router.json was edited after the router was saved: its models (or their order), "
+            "costs, candidates, params or state no longer match the weights (digest differs)",
+            path=where,
+            field="integrity",
+        )
 
 
 def describe_sources(paths) -> list[dict]:

@@ -11,6 +11,7 @@ learns, on the training prompts, one column per key:
   days): one standardised column;
 - other keys: one indicator column per value seen in training.
 
+A line that names a key twice is not a header (no keep-first or keep-last guess).
 A prompt without the header, a missing key, an unseen value or an unparsable number
 gives zeros there (the training mean, or "none of the known values"), never an error:
 at serving time metadata is optional.
@@ -46,7 +47,10 @@ def parse_header(prompt: str) -> dict[str, str]:
         match = _PAIR.match(part)
         if not match:
             return {}
-        pairs[match.group(1).lower()] = match.group(2)
+        key = match.group(1).lower()
+        if key in pairs:
+            return {}  # a key given twice: which value would count? Not a header.
+        pairs[key] = match.group(2)
     return pairs
 
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from codyn.errors import InputError
-from codyn.io import atomic_path, sha256_file
+from codyn.io import atomic_path, honour_umask, sha256_file
 from codyn.ranking import ranking_score
 from codyn.routers import load_router, make_router
 from codyn.routers.base import ROUTER_JSON
@@ -80,6 +80,7 @@ def train_router(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         router.save(tmp)
+        honour_umask(tmp, directory=True)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

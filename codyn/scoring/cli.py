@@ -12,8 +12,9 @@ import json
 import logging
 import sys
 
+from codyn import validate
 from codyn.config import load_config, load_schema
-from codyn.errors import ConfigError, InputError
+from codyn.errors import CodynError, ConfigError, InputError
 from codyn.io import write_json
 
 
@@ -55,6 +56,16 @@ def main(argv: list[str]) -> int:
     try:
         cfg = dict(load_config(args.config)["scoring"]) if args.config else scoring_defaults()
     except (ConfigError, OSError) as exc:
+        print(f"codyn score: {exc}", file=sys.stderr)
+        return 2
+    try:
+        # Flags obey the config's rules (codyn.validate), checked before any work.
+        if args.timeout_s is not None:
+            validate.timeout(args.timeout_s, validate.Where(option="--timeout-s"))
+        if args.workers is not None:
+            # as config scoring.workers: each worker is a sandbox process
+            validate.count(args.workers, validate.Where(option="--workers"), maximum=512)
+    except CodynError as exc:
         print(f"codyn score: {exc}", file=sys.stderr)
         return 2
     for key in ("timeout_s", "workers", "isolation", "sven_penalty"):

@@ -274,7 +274,12 @@ def score_responses(
     want_visible = bool(cfg.get("visible", False))
     started = time.monotonic()
     tasks = read_tasks(tasks_path)
+    if not tasks:
+        raise InputError("no tasks in the file (empty)", path=tasks_path)
     responses = read_responses(responses_path, tasks)
+    if not responses:
+        # A header-only scores CSV would pass for a scored model with no answers.
+        raise InputError("no responses in the file (empty)", path=responses_path)
 
     rows: list[dict | None] = [None] * len(responses)
     execution: list[int] = []
