@@ -1,8 +1,9 @@
 """An OpenAI-compatible chat server for tests whose models answer fixed texts.
 
-``--answers FILE``: a JSON object mapping model name -> answer text. A request for a model
-in it gets that text (and usage: 11 prompt tokens, one completion token per word); any other
-model gets HTTP 500 (a broken upstream). Each request is appended to ``--calls FILE`` as one
+``--answers FILE``: a JSON object mapping model name -> answer text, or -> an object mapping
+the last user message -> answer text (per-prompt answers, for benchmarks). A request for a
+model in it gets that text (and usage: 11 prompt tokens, one completion token per word); any
+other model, or a prompt without an answer, gets HTTP 500 (a broken upstream). Each request is appended to ``--calls FILE`` as one
 line ``{"model": ...}`` when given, so a test can count what was really asked.
 
 Run: ``python tests/answer_upstream.py --answers A.json --port-file F [--calls C.jsonl]``.
@@ -31,12 +32,15 @@ def create_app(answers: dict[str, str], calls: str | None = None) -> FastAPI:
         if calls:
             with open(calls, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"model": model}) + "\n")
-        if model not in answers:
+        text = answers.get(model)
+        if isinstance(text, dict):
+            users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+            text = text.get(users[-1].get("content")) if users else None
+        if not isinstance(text, str):
             return JSONResponse(
                 {"error": {"message": f"no answer for {model}", "type": "server_error"}},
                 status_code=500,
             )
-        text = answers[model]
         n_out = len(text.split())
         return {
             "id": "fixed-1",
