@@ -1085,7 +1085,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="OpenAI-compatible routing server: POST /v1/chat/completions, GET /v1/models, "
         "GET /health, GET /metrics.",
         epilog="Request model 'codyn-auto' routes with serve.cost_weight, 'codyn-auto:0.25' with "
-        "cost weight 0.25, a portfolio model name goes to that model without routing. Limits, "
+        "cost weight 0.25, a portfolio model name goes to that model without routing, "
+        "'codyn-cascade' runs the verified cascade of serve.cascade. Limits, "
         "timeouts, auth (serve.auth_token_env) and the call log: the 'serve' config section.",
     )
     p.add_argument("--router", required=True, help="router folder (with router.json)")
@@ -1158,7 +1159,8 @@ def main(argv: list[str] | None = None) -> int:
         f"codyn serve: http://{args.host}:{port}/v1  models {service.models}"
         f"{'  (SIMULATED backends)' if any(service.simulated.values()) else ''}"
         f"{'  auth on' if service.token else ''}"
-        f"{'  router: ' + ', '.join(tuned) if tuned else ''}",
+        f"{'  router: ' + ', '.join(tuned) if tuned else ''}"
+        f"{'  cascade: ' + service.cascade.policy.name if service.cascade else ''}",
         file=sys.stderr,
         flush=True,
     )
