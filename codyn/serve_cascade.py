@@ -42,6 +42,8 @@ import time
 from collections import Counter
 
 from fastapi.responses import JSONResponse, StreamingResponse
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram
 
 from codyn.config import load_schema
 from codyn.errors import ConfigError, InputError
@@ -151,6 +153,15 @@ def _verdict_name(verdict: VisibleVerdict) -> str:
     return verdict.status
 
 
+def accepts(policy: Cascade, verdict: VisibleVerdict) -> bool:
+    """The policy's accept rule on one answer's verdict (the last stage is returned anyway)."""
+    if verdict.status == "no_examples":
+        return policy.no_examples == "accept"
+    if verdict.status == "error" or not verdict.n_total:
+        return False
+    return verdict.n_passed / verdict.n_total >= policy.accept_share - 1e-12
+
+
 def _sum(values: list) -> int | float | None:
     """The sum, or None when any value is unknown (an underestimate would mislead)."""
     if not values or any(not isinstance(v, int | float) for v in values):
@@ -172,6 +183,19 @@ class CascadeRunner:
         # blocking sandbox calls run here, not in the upstream pool they would starve
         self.pool = concurrent.futures.ThreadPoolExecutor(
             workers * 2, thread_name_prefix="codyn-sandbox"
+        )
+        registry = service.metrics.registry
+        self.stage_count = PromCounter(
+            "codyn_cascade_stages",
+            "Cascade stages answered, by model, verdict and whether accepted",
+            ["model", "verdict", "accepted"],
+            registry=registry,
+        )
+        self.sandbox_seconds = Histogram(
+            "codyn_cascade_sandbox_seconds",
+            "Time to run one answer on the prompt's examples",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
         )
 
     def start(self) -> None:
@@ -226,13 +250,6 @@ class CascadeRunner:
         )
         return verdict, time.perf_counter() - started
 
-    def _accepts(self, verdict: VisibleVerdict) -> bool:
-        if verdict.status == "no_examples":
-            return self.policy.no_examples == "accept"
-        if verdict.status == "error" or not verdict.n_total:
-            return False
-        return verdict.n_passed / verdict.n_total >= self.policy.accept_share - 1e-12
-
     async def run(self, req: dict, rec: dict, t0: float):
         service, metrics = self.service, self.service.metrics
         task = task_view(req["prompt"])
@@ -270,8 +287,11 @@ class CascadeRunner:
             cost = getattr(completion, "cost_usd", None)
             if isinstance(cost, int | float):
                 metrics.cost.labels(model).inc(cost)
-            accepted = self._accepts(verdict)
+            accepted = accepts(self.policy, verdict)
             name = _verdict_name(verdict)
+            self.stage_count.labels(model, name, str(accepted).lower()).inc()
+            if task["checks"]:
+                self.sandbox_seconds.observe(sandbox_s)
             if accepted:
                 reason = (
                     "no examples: accepted"

@@ -24,7 +24,9 @@ from codyn.errors import ConfigError
 from codyn.io import read_jsonl
 from codyn.route_cli import fallback_order
 from codyn.routers import load_router
-from codyn.serve_cascade import task_view
+from codyn.routers.cascade import Cascade
+from codyn.scoring.visible import VisibleVerdict
+from codyn.serve_cascade import accepts, task_view
 
 WEAK_CODE = """import socket
 
@@ -302,6 +304,22 @@ def test_models_and_health_list_the_cascade(server_a):
     health = httpx.get(server_a["url"] + "/health").json()
     assert health["cascade"]["stages"] == ["sim-small", "sim-large"]
     assert health["cascade"]["sandbox"]["isolation"] in ("unshare", "bwrap", "none")
+    metrics = httpx.get(server_a["url"] + "/metrics").text
+    assert (
+        'codyn_cascade_stages_total{accepted="false",model="sim-small",verdict="fail"}' in metrics
+    )
+    assert "codyn_cascade_sandbox_seconds_bucket" in metrics
+
+
+def test_accept_rule():
+    strict, half = Cascade(("a", "b"), 1.0, "escalate"), Cascade(("a", "b"), 0.5, "accept")
+    two_of_three, one_of_three = VisibleVerdict("fail", 2, 3), VisibleVerdict("fail", 1, 3)
+    assert accepts(strict, VisibleVerdict("pass", 3, 3)) and not accepts(strict, two_of_three)
+    assert accepts(half, two_of_three) and not accepts(half, one_of_three)
+    assert not accepts(half, VisibleVerdict("error", 0, 3, "timeout: 1 s"))
+    assert not accepts(strict, VisibleVerdict("no_examples")) and accepts(
+        half, VisibleVerdict("no_examples")
+    )
 
 
 # --- server B: in this process ------------------------------------------------------------
