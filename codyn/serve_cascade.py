@@ -19,7 +19,8 @@ A model asked twice (the router picked an earlier stage's model) is not called a
 Stage verdicts: ``pass`` / ``fail`` (share of examples passed vs ``accept_share``),
 ``timeout`` (an example ran out of ``sandbox_timeout_s`` or CPU time), ``error`` (no code,
 syntax error, crash before the examples), ``no_examples`` (accepted or escalated by
-``no_examples``), ``upstream_error``, ``repeat`` (model already asked).
+``no_examples``), ``upstream_error``, ``router_error`` (a router stage whose router failed),
+``repeat`` (model already asked).
 
 The response is the usual chat completion from the returned stage's model, with ``usage``
 and ``codyn.cost_usd`` summed over every stage called (a cost is null when a called stage's
@@ -262,8 +263,8 @@ class CascadeRunner:
         for j, (spec, model, why) in enumerate(await self._stage_models(req, rec)):
             stage = {"stage": j, "spec": spec, "model": model, "verdict": None, "accepted": False}
             stages.append(stage)
-            if model is None:
-                stage.update(verdict="upstream_error", reason=why)
+            if model is None:  # the router could not score the prompt
+                stage.update(verdict="router_error", reason=why)
                 continue
             if model in answers or any(s["model"] == model for s in stages[:-1]):
                 stage.update(verdict="repeat", reason="model already asked at an earlier stage")
