@@ -6,7 +6,9 @@ stage, :mod:`codyn.backends`). The request's ``model`` selects the routing:
 
 - ``codyn-auto``: the router, with the configured ``serve.cost_weight``;
 - ``codyn-auto:0.25``: the router, with cost weight 0.25 for this request;
-- a portfolio model name: that model, no routing and no fallback.
+- a portfolio model name: that model, no routing and no fallback;
+- ``codyn-cascade`` (with ``serve.cascade`` set): the verified cascade, stage by stage until
+  an answer passes the prompt's own examples in the sandbox (:mod:`codyn.serve_cascade`).
 
 When the chosen model fails (backend error or ``upstream_timeout_s``), the next model in
 the router's order (:func:`codyn.route_cli.fallback_order`) is tried. The response is the
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as dt
 import hmac
 import json
@@ -59,6 +62,7 @@ from codyn.config import load_schema
 from codyn.errors import CodynError, ConfigError
 from codyn.io import sha256_text, write_text
 from codyn.route_cli import AUTO_MODEL, fallback_order, parse_auto_model, score_dict
+from codyn.serve_cascade import CASCADE_MODEL, CascadeRunner
 
 log = logging.getLogger("codyn.serve")
 
@@ -529,6 +533,8 @@ class RoutingService:
         env = self.settings.get("auth_token_env")
         self.token = os.environ.get(env, "") if env else ""
         self.created = int(time.time())
+        spec = self.settings.get("cascade")
+        self.cascade = CascadeRunner(self, spec) if spec is not None else None
 
     def _make_backends(self) -> dict:
         from codyn.backends import make_backend
@@ -769,7 +775,9 @@ class RoutingService:
         t0 = time.perf_counter()
         self.check_auth(request)
         req = parse_chat_request(await self.read_json(request))
-        self.resolve_model(req["model"])  # unknown names fail before any work
+        cascade = self.cascade is not None and req["model"] == CASCADE_MODEL
+        if not cascade:
+            self.resolve_model(req["model"])  # unknown names fail before any work
         request_id = "chatcmpl-" + uuid.uuid4().hex
         rec = self.new_record(req, request_id)
         lease = None
@@ -782,6 +790,8 @@ class RoutingService:
             remaining = self.settings["request_timeout_s"] - (time.perf_counter() - t0)
             try:
                 async with asyncio.timeout(max(remaining, 0.0)):
+                    if cascade:
+                        return await self.cascade.run(req, rec, t0)
                     order = await self.plan(req, rec)
                     if req["stream"]:
                         response = await self.start_stream(req, rec, order, lease, t0)
@@ -983,7 +993,7 @@ class RoutingService:
         return GuardedStream(body(), cleanup, media_type="text/event-stream", headers=headers)
 
     def model_list(self) -> dict:
-        names = [AUTO_MODEL, *self.models]
+        names = [AUTO_MODEL, *([CASCADE_MODEL] if self.cascade else []), *self.models]
         return {
             "object": "list",
             "data": [
@@ -1000,6 +1010,7 @@ class RoutingService:
             "cost_weight": self.settings["cost_weight"],
             "simulated": any(self.simulated.values()),
             "auth": bool(self.token),
+            "cascade": self.cascade.describe() if self.cascade else None,
         }
 
 
@@ -1012,7 +1023,26 @@ def create_app(
     model name -> backend (default: :func:`codyn.backends.make_backend` for each router model).
     """
     service = RoutingService(router, config, settings=settings, backends=backends)
-    app = FastAPI(title="codyn routing server", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        # The cascade's sandbox workers start with the server (not on a user's request) and
+        # end with it; without a lifespan (ASGI tests) they start on first use.
+        if service.cascade:
+            await asyncio.to_thread(service.cascade.start)
+        try:
+            yield
+        finally:
+            if service.cascade:
+                service.cascade.close()
+
+    app = FastAPI(
+        title="codyn routing server",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
     app.state.service = service
 
     @app.exception_handler(ApiError)
@@ -1091,7 +1121,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="OpenAI-compatible routing server: POST /v1/chat/completions, GET /v1/models, "
         "GET /health, GET /metrics.",
         epilog="Request model 'codyn-auto' routes with serve.cost_weight, 'codyn-auto:0.25' with "
-        "cost weight 0.25, a portfolio model name goes to that model without routing. Limits, "
+        "cost weight 0.25, a portfolio model name goes to that model without routing, "
+        "'codyn-cascade' runs the verified cascade of serve.cascade. Limits, "
         "timeouts, auth (serve.auth_token_env) and the call log: the 'serve' config section.",
     )
     p.add_argument("--router", required=True, help="router folder (with router.json)")
@@ -1167,7 +1198,8 @@ def main(argv: list[str] | None = None) -> int:
         f"codyn serve: http://{args.host}:{port}/v1  models {service.models}"
         f"{'  (SIMULATED backends)' if any(service.simulated.values()) else ''}"
         f"{'  auth on' if service.token else ''}"
-        f"{'  router: ' + ', '.join(tuned) if tuned else ''}",
+        f"{'  router: ' + ', '.join(tuned) if tuned else ''}"
+        f"{'  cascade: ' + service.cascade.policy.name if service.cascade else ''}",
         file=sys.stderr,
         flush=True,
     )

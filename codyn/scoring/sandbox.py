@@ -87,6 +87,11 @@ PR_SET_PDEATHSIG = 1
 STATUS_FD = 3
 DETAIL_CHARS = 400
 EXIT_GRACE_S = 0.2
+# Standard modules generated programs import most (HumanEval prompts start with `from typing
+# import ...`): imported once by each worker, so a forked program finds them loaded instead of
+# paying the import each run (typing alone: ~10-15 ms per program on a loaded machine). Forks
+# share nothing back, so this changes no program's behaviour, only its start-up time.
+PRELOAD = ("typing", "collections", "math", "itertools", "functools", "heapq", "bisect", "re")
 
 CLEAN_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -447,6 +452,8 @@ def worker_main(argv: list[str]) -> int:
     os.dup2(devnull, 1)
     tmp_base = tempfile.mkdtemp(prefix="codyn-sandbox-")
     os.chmod(tmp_base, 0o711)
+    for name in PRELOAD:
+        __import__(name)
     ready = {
         "ready": True,
         "uid": uid,
