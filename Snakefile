@@ -28,6 +28,7 @@ rule all:
         agreement_targets(),
         matrix_targets(),
         study_targets(),
+        cascade_targets(),
         splits_targets(),
         train_targets(),
         evaluate_targets(),

@@ -41,6 +41,7 @@ TEMPLATES = {
     "FIGURES": "results/{experiment}/figures",
     "ORACLE_GAP": "results/{experiment}/tables/oracle_gap.csv",
     "AGREEMENT": "results/{experiment}/tables/agreement.csv",
+    "CASCADE": "results/{experiment}/tables/cascade.csv",
     "SPLIT": "results/{experiment}/splits/{{dataset}}/split.json",
     "TARGETS": "results/{experiment}/splits/{{dataset}}/targets.parquet",
     "ROUTER": "results/{experiment}/routers/{{router}}/{{setting}}",

@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -24,7 +24,8 @@ try:
     codyn_config.validate_config(config)
 except (ConfigError, ValueError) as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
-validate(config, str(codyn_config.schema_path()))
+# validate_config checked the config against codyn/schemas/config.schema.yaml and filled its
+# defaults: once, in one place (Snakemake's validate would fill them a second time).
 
 # Every output path of this experiment (codyn/paths.py): results/<experiment>/..., etc.
 P = codyn_paths.layout(config["experiment"])

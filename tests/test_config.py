@@ -30,8 +30,8 @@ def test_default_config_valid(repo_root):
         ({"run_routers": ["nope"]}, "run_routers[0]", "knn"),
         ({"routers": {"knn": {"type": "knn", "pair": ["a", "b"]}}}, "routers.knn.pair", "k"),
         (
-            {"routers": {"rorf-8b-405b": {"type": "rorf", "pair": ["a", "b"]}}},
-            "routers.rorf-8b-405b.pair[0]",
+            {"routers": {"rorf-cheap-top": {"type": "rorf", "pair": ["a", "b"]}}},
+            "routers.rorf-cheap-top.pair[0]",
             None,
         ),
         (

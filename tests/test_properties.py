@@ -158,10 +158,10 @@ def test_config_accepts_only_what_the_rules_allow(repo_root, values):
     cost, other_cost, k = values["cost"], values["other_cost"], values["k"]
     timeout, threshold, hidden = values["timeout"], values["threshold"], values["hidden"]
     override = {
-        "models": {"sim-llama-3.1-8b": {"cost": cost}, "sim-llama-3.1-405b": {"cost": other_cost}},
+        "models": {"gpt35-analogical": {"cost": cost}, "gpt4-mapcoder": {"cost": other_cost}},
         "routers": {
             "knn": {"type": "knn", "k": k},
-            "rorf-8b-405b": {"type": "rorf", "threshold": threshold},
+            "rorf-cheap-top": {"type": "rorf", "threshold": threshold},
             "mlp": {"type": "mlp", "hidden": hidden},
         },
         "scoring": {"timeout_s": timeout},

@@ -139,11 +139,13 @@ def test_score_stage_gives_the_same_bytes_under_any_hash_seed(tmp_path):
 # ---------------------------------------------------------------- determinism: a pipeline twice
 
 TINY = {
+    "experiment": "tiny",
     "run_datasets": ["made-refinement", "made-translation"],
     "datasets": {
         "made-refinement": {"adapter": "made-refinement", "source": "made", "n": 10},
         "made-translation": {"adapter": "made-translation", "source": "made", "n": 10},
     },
+    # The simulated models of config/demo.yaml.
     "portfolio": ["sim-llama-3.1-8b", "sim-llama-3.1-405b"],
     "run_routers": ["sbs"],
 }
@@ -165,8 +167,8 @@ def test_two_builds_with_different_hash_seeds_give_the_same_results(tmp_path):
             copy(src, folder / name)
         (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY))
         done = subprocess.run(
-            [SNAKEMAKE, "results/tables/oracle_gap.csv", "--cores", "2"]
-            + ["--configfile", "tiny.yaml"],
+            [SNAKEMAKE, "results/tiny/tables/oracle_gap.csv", "--cores", "2"]
+            + ["--configfile", "config/demo.yaml", "tiny.yaml"],
             cwd=folder,
             capture_output=True,
             text=True,
@@ -176,8 +178,8 @@ def test_two_builds_with_different_hash_seeds_give_the_same_results(tmp_path):
         assert done.returncode == 0, done.stderr[-3000:]
         builds.append(folder)
     a, b = builds
-    assert (a / "results/tables/oracle_gap.csv").is_file()
-    assert list((a / "results/scores/made-refinement").glob("*.csv"))
+    assert (a / "results/tiny/tables/oracle_gap.csv").is_file()
+    assert list((a / "results/tiny/scores/made-refinement").glob("*.csv"))
     for sub in ("data", "results"):
         assert compare_trees(a / sub, b / sub) == []
 
@@ -402,8 +404,8 @@ def test_score_rejects_an_empty_responses_file(tmp_path):
             "models.*.cost",
             "every cost is 0",
         ),
-        ({"models": {"sim-llama-3.1-8b": {"cost": float("nan")}}}, "models.sim-llama-3.1-8b.cost", "finite"),
-        ({"models": {"sim-llama-3.1-8b": {"cost": float("inf")}}}, "models.sim-llama-3.1-8b.cost", "finite"),
+        ({"models": {"gpt35-analogical": {"cost": float("nan")}}}, "models.gpt35-analogical.cost", "finite"),
+        ({"models": {"gpt35-analogical": {"cost": float("inf")}}}, "models.gpt35-analogical.cost", "finite"),
         ({"generation": {"timeout_s": 0}}, "generation.timeout_s", "exclusiveMinimum"),
         ({"splits": {"lambda1": float("nan")}}, "splits.lambda1", "finite"),
         ({"routers": {"knn": {"type": "knn", "k": 0}}}, "routers.knn.k", "minimum"),
@@ -412,11 +414,11 @@ def test_score_rejects_an_empty_responses_file(tmp_path):
         ({"routers": {"mlp": {"type": "mlp", "hiden": 64}}}, "routers.mlp.hiden", "unknown parameter"),
         ({"routers": {"cls-minilm": {"type": "cls", "pooling": "max"}}}, "routers.cls-minilm.pooling", "one of model, mean, auto"),
         ({"routers": {"ar-grpo-tiny": {"type": "ar-grpo", "reward": "vibes"}}}, "routers.ar-grpo-tiny.reward", "algorithm1"),
-        ({"routers": {"rorf-8b-405b": {"type": "rorf", "threshold": 2}}}, "routers.rorf-8b-405b.threshold", "maximum"),
+        ({"routers": {"rorf-cheap-top": {"type": "rorf", "threshold": 2}}}, "routers.rorf-cheap-top.threshold", "maximum"),
         ({"run_routers": ["sbs", "sbs"]}, "run_routers", "non-unique"),
         ({"seed": -1}, "seed", "minimum"),
         ({"scoring": {"workers": 100000}}, "scoring.workers", "maximum"),
-        ({"routers": {"knn": {"type": "knn", "candidates": ["sim-llama-3.1-8b", "sim-llama-3.1-8b"]}}}, "routers.knn.candidates", "not allowed"),
+        ({"routers": {"knn": {"type": "knn", "candidates": ["gpt35-analogical", "gpt35-analogical"]}}}, "routers.knn.candidates", "not allowed"),
     ],
 )  # fmt: skip
 def test_config_errors_name_the_key_before_any_work(override, key, words):
