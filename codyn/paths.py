@@ -4,6 +4,8 @@ from __future__ import annotations
 
 RAW = "data/raw/{dataset}"
 TASKS = "data/tasks/{dataset}.jsonl"
+PLAN = "results/plan/plan.json"
+PLAN_TXT = "results/plan/plan.txt"
 RESPONSES = "results/responses/{dataset}/{model}.jsonl"
 SCORES = "results/scores/{dataset}/{model}.csv"
 MATRIX = "results/matrix/{dataset}.parquet"

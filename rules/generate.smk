@@ -1,6 +1,8 @@
-# Stage: generate (see DESIGN.md section 3). One job per (dataset, model): ask the model
-# every task, through the response cache under cache/ (never a declared output, so a
-# failed job keeps what it paid for; see codyn/cache.py).
+# Stage: generate (see DESIGN.md section 3). First the plan (codyn/plan.py): every
+# dataset's tasks scorable, and the estimated dollars within budget_usd, else the run
+# stops before any call. Then one job per (dataset, model): ask the model every task,
+# through the response cache under cache/ (never a declared output, so a failed job
+# keeps what it paid for; see codyn/cache.py).
 from codyn import generate as codyn_generate
 from codyn import paths as codyn_paths
 
@@ -11,9 +13,39 @@ generate_targets = lambda: expand(
 )
 
 
+rule plan:
+    input:
+        tasks=expand(
+            codyn_paths.TASKS,
+            dataset=codyn_generate.generated_datasets(config, RUN_DATASETS),
+        ),
+    output:
+        plan=codyn_paths.PLAN,
+        text=codyn_paths.PLAN_TXT,
+    log:
+        "logs/plan/plan.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        # what the estimate depends on: a change re-plans
+        budget_usd=config.get("budget_usd"),
+        generation=config["generation"],
+        models={m: config["models"][m] for m in PORTFOLIO},
+        cache_dir="cache",
+    message:
+        "plan: tasks scorable, calls, tokens and dollars before any model is asked"
+    script:
+        "../scripts/plan.py"
+
+
 rule generate:
     input:
         tasks=codyn_paths.TASKS,
+        plan=codyn_paths.PLAN,
     output:
         responses=codyn_paths.RESPONSES,
     log:
@@ -35,7 +67,9 @@ rule generate:
         ),
         gpu=lambda wildcards: codyn_generate.uses_gpu(config, wildcards.model),
     params:
-        model=lambda wildcards: config["models"][wildcards.model],
+        model=lambda wildcards: codyn_generate.model_config(
+            config, wildcards.dataset, wildcards.model
+        ),
         generation=config["generation"],
         seed=config["seed"],
         cache_dir="cache",

@@ -276,7 +276,15 @@ def test_snakemake_rule_runs_generate(repo_root, tmp_path):
     work = tmp_path / "work"
     tasks = write_tasks(
         Path(work / "data/tasks").mkdir(parents=True) or work / "data/tasks/made-repair.jsonl",
-        [make_task(i, dataset="made-repair", kind="repair") for i in range(8)],
+        [
+            make_task(
+                i,
+                dataset="made-repair",
+                kind="repair",
+                tests={"type": "stdio", "cases": [{"input": "", "output": str(i)}]},
+            )
+            for i in range(8)
+        ],
     )
     assert tasks.exists()
     target = "results/responses/made-repair/sim-llama-3.1-8b.jsonl"
@@ -290,10 +298,14 @@ def test_snakemake_rule_runs_generate(repo_root, tmp_path):
             "--directory",
             str(work),
             "-j1",
+            # rule plan gates every generate job (codyn/plan.py)
             "--allowed-rules",
             "generate",
+            "plan",
             "--configfile",
             str(repo_root / "config.yaml"),
+            "--config",
+            "run_datasets=[made-repair]",
         ],
         capture_output=True,
         text=True,
@@ -305,3 +317,4 @@ def test_snakemake_rule_runs_generate(repo_root, tmp_path):
     assert (work / "logs/generate/made-repair/sim-llama-3.1-8b.log").read_text()
     assert (work / "cache/responses/simulated/sim-llama-3.1-8b.jsonl").is_file()
     assert (work / "provenance" / (target + ".json")).is_file()
+    assert (work / "results/plan/plan.txt").read_text().count("made-repair") == 1
