@@ -9,6 +9,9 @@ from are stored in the Parquet key-value metadata under ``codyn``.
 ``meta["score_range"]`` ([lo, hi]) declares scores outside [0, 1]: a classify
 (SVEN) matrix declares [-1, 2] because the scoring stage folds the A.7 bias penalty
 into ``score`` (subtracted by default, added with the paper's literal option).
+``meta["score_penalty"]`` ({model: score - raw_score}, classify only) keeps that signed
+per-model penalty, so the targets stage can apply it after per-model scaling
+(codyn.splits), where it would otherwise vanish.
 
 Two builders make a matrix: :func:`build_matrix` from the pipeline's task, score and
 response files, and :mod:`codyn.importers` from published tables.
@@ -332,6 +335,14 @@ def build_matrix(
         usd_known[m] = float(np.isfinite(col).mean())
     kinds = sorted(set(frame["kind"]))
     score_range = CLASSIFY_SCORE_RANGE if "classify" in kinds else DEFAULT_SCORE_RANGE
+    penalty = {}
+    for m in models:
+        if "raw_score" not in scores[m].columns:
+            continue
+        rows = scores[m].loc[kept["task_id"]]
+        delta = (rows["score"] - pd.to_numeric(rows["raw_score"], errors="coerce")).dropna()
+        if len(delta):
+            penalty[m] = float(delta.mean())
     meta = {
         "dataset": dataset,
         "kinds": kinds,
@@ -340,6 +351,8 @@ def build_matrix(
         "dropped": {"count": int(drop.sum()), "status": NOT_SCORABLE, "reasons": dict(reasons)},
         "usd_known_share": usd_known,
     }
+    if penalty:
+        meta["score_penalty"] = penalty
     matrix = Matrix(
         frame,
         models,
