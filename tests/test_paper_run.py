@@ -127,6 +127,7 @@ def _runbugrun_release(shared: Path, dest: Path) -> int:
     """RunBugRun data-release files (python_valid0.jsonl.gz + tests_all.jsonl.gz) from the
     mirror's bugs; each test case is the FIXED program's output on an input it accepts."""
     bugs, tests, problems = [], [], set()
+    dest.mkdir(parents=True)
     for rec in read_jsonl(shared / "runbugrun_python_valid" / "python_valid0.jsonl"):
         if len(bugs) == N_TASKS:
             break
@@ -156,7 +157,7 @@ def _runbugrun_release(shared: Path, dest: Path) -> int:
                     }
                 )
                 break
-    (dest / "release").mkdir(parents=True)
+    (dest / "release").mkdir()
     for name, rows in (("python_valid0.jsonl.gz", bugs), ("tests_all.jsonl.gz", tests)):
         with gzip.open(dest / "release" / name, "wt") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in rows)
@@ -251,21 +252,20 @@ def test_paper_dag_finishes_with_bedrock_protocol(tmp_path, shared_datasets):
             "models": {m: {"endpoint_url": server.url} for m in portfolio},
             "generation": {"concurrency": 2, "max_retries": 1, "timeout_s": 30},
             "scoring": {"timeout_s": 5, "workers": 2},
+            # the paper's three learned kinds and the baselines; RoRF (unchanged by
+            # paper.yaml, tested elsewhere) is left out: its encoder costs a minute a job
             "run_routers": [
                 "cls-qwen-0.5b",
                 "sft-qwen-0.5b",
                 "grpo-qwen-0.5b",
-                "rorf-8b-405b",
                 "random",
                 "oracle",
                 "sbs",
-                "cheapest",
             ],
             "routers": {
                 "cls-qwen-0.5b": {**tiny, "warmup_steps": 1, "max_length": 128},
                 "sft-qwen-0.5b": ar,
                 "grpo-qwen-0.5b": ar,
-                "rorf-8b-405b": {"n_estimators": 20},
             },
             "evaluation": {"sweep_points": 11},
         }
@@ -283,7 +283,7 @@ def test_paper_dag_finishes_with_bedrock_protocol(tmp_path, shared_datasets):
         }
         env.pop("AWS_PROFILE", None)
         cmd = [SNAKEMAKE, "--cores", "2", "--configfile", "config/paper.yaml", "test.yaml"]
-        done = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=900)
+        done = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=3000)
         assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
         calls = dict(server.calls)
         assert server.unsigned == 0
