@@ -326,3 +326,41 @@ def test_paper_dag_finishes_with_bedrock_protocol(tmp_path, shared_datasets):
         assert (work / f"results/figures/{fig}.png").stat().st_size > 0
     gen = pd.read_csv(work / "results/tables/generalisation.csv")
     assert set(gen["dataset"]) == {"bigcodebench"}
+
+
+def test_bedrock_backend_reaches_a_converse_endpoint_url(monkeypatch):
+    """The endpoint_url path the full run uses, in-process: boto3 signs, the server answers."""
+    from bedrock_server import ConverseServer
+
+    from codyn.backends import BackendError, make_backend
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "codyn-test",
+        "AWS_SECRET_ACCESS_KEY": "codyn-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    model_id = "us.meta.llama3-1-8b-instruct-v1:0"
+    with ConverseServer(lambda mid, prompt: f"echo {prompt}", {model_id}) as server:
+        cfg = {
+            "backend": "bedrock",
+            "model_id": model_id,
+            "cost": 1,
+            "price_in": 0.22,
+            "price_out": 0.22,
+            "endpoint_url": server.url,
+        }
+        backend = make_backend("m", cfg, {"max_retries": 0})
+        out = backend.complete([{"role": "user", "content": "two words"}], {"max_tokens": 8})
+        assert out.text == "echo two words" and out.finish_reason == "end_turn"
+        assert (out.input_tokens, out.output_tokens) == (2, 3) and out.latency_s == 0.012
+        assert out.cost_usd == pytest.approx(5 * 0.22 / 1e6)
+        missing = make_backend("m", {**cfg, "model_id": "meta.no-such-model"}, {"max_retries": 0})
+        with pytest.raises(BackendError) as err:
+            missing.complete([{"role": "user", "content": "x"}], {})
+        assert err.value.kind == "not_found"
+        assert server.calls == {model_id: 1} and server.unsigned == 0
