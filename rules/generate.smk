@@ -45,7 +45,9 @@ rule plan:
 rule generate:
     input:
         tasks=codyn_paths.TASKS,
-        plan=codyn_paths.PLAN,
+        # ancient: runs after the plan, but a new plan (another dataset added) does not
+        # make every dataset's answers look stale
+        plan=ancient(codyn_paths.PLAN),
     output:
         responses=codyn_paths.RESPONSES,
     log:
