@@ -209,8 +209,8 @@ class Answers:
         if kind == "classify":
             return "Yes" if task["label"] == good else "No"
         if kind in ("generate", "repair"):
-            code = ref if good and ref else "print(0)\n"
-            return f"Here is the program:\n```python\n{code}```\n"
+            code = ref if good and ref else "print(0)"
+            return f"Here is the program:\n```python\n{code.rstrip()}\n```\n"
         return ref if good else ref[: len(ref) // 2]
 
 
