@@ -317,7 +317,7 @@ def plan_dataset(config: dict, name: str, *, cache_dir="cache", tokens: _Tokens 
             raise ConfigError(
                 f"datasets.{name}",
                 f"not fetched and no pinned counts for adapter {key[0]!r} variant {key[1]!r}: "
-                "run `snakemake data/raw/{name}/MANIFEST.json` first".replace("{name}", name),
+                f"run `snakemake data/raw/{name}/MANIFEST.json` first",
             )
         n, kind, chars, where = UNFETCHED[key]
         if cfg.get("limit"):
