@@ -364,3 +364,19 @@ def test_bedrock_backend_reaches_a_converse_endpoint_url(monkeypatch):
             missing.complete([{"role": "user", "content": "x"}], {})
         assert err.value.kind == "not_found"
         assert server.calls == {model_id: 1} and server.unsigned == 0
+
+
+def test_cls_memory_options_are_checked():
+    """paper.yaml's CLS-1.5B needs 8-bit AdamW (bitsandbytes, CUDA): a clear error without it."""
+    import importlib.util
+
+    from codyn.errors import InputError
+    from codyn.routers import make_router
+
+    router = make_router("cls", {"optimizer": "adamw-8bit", "gradient_checkpointing": True})
+    if importlib.util.find_spec("bitsandbytes") is None:
+        with pytest.raises(InputError, match="bitsandbytes"):
+            router._optimizer_class()
+    bad = make_router("cls", {"optimizer": "sgd"})
+    with pytest.raises(InputError, match="optimizer must be one of adamw, adamw-8bit"):
+        bad._check_data(None, "routers.x")
