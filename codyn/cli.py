@@ -10,6 +10,7 @@ from codyn.errors import CodynError
 
 # subcommand -> (module, help). Each module exposes ``main(argv: list[str]) -> int``.
 SUBCOMMANDS = {
+    "plan": ("codyn.plan", "tasks, scorability, calls, tokens and dollars before any paid call"),
     "score": ("codyn.scoring.cli", "score responses against tasks (same code as the pipeline)"),
     "route": ("codyn.route_cli", "pick a model for prompts with a trained router"),
     "serve": ("codyn.serve", "OpenAI-compatible routing server"),

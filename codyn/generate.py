@@ -291,6 +291,38 @@ def uses_gpu(config: dict, model: str) -> int:
     return 1 if config["models"][model]["backend"] == "hf" else 0
 
 
+def model_config(config: dict, dataset: str, model: str) -> dict:
+    """The ``models`` entry that answers ``dataset`` for portfolio slot ``model``.
+
+    A dataset with a ``replay_portfolio`` (paper A.4: BigCodeBench's published samples
+    stand in for the Llama models) answers that slot from the fetched generations
+    (codyn.datasets.fetch.replay_file_name) with the slot's relative cost, as the paper
+    did ("the same cost multipliers as with the original models"); prices are dropped
+    (nobody is paid for a replayed answer).
+    """
+    from codyn.datasets.fetch import replay_file_name
+    from codyn.paths import DEFAULT_EXPERIMENT, layout
+
+    base = config["models"][model]
+    spec = (config["datasets"][dataset].get("replay_portfolio") or {}).get(model)
+    if spec is None:
+        return base
+    return {
+        "backend": "replay",
+        "cost": base["cost"],
+        "model_id": spec.get("published") or model,
+        "replay_file": (
+            f"{layout(config.get('experiment') or DEFAULT_EXPERIMENT).RAW.format(dataset=dataset)}"
+            f"/{replay_file_name(model, spec)}"
+        ),
+        "params": {
+            "replay_id_field": spec.get("id_field") or "task_id",
+            "replay_text_field": spec.get("text_field") or "solution",
+        },
+        "size_b": base.get("size_b"),
+    }
+
+
 def name_pattern(names) -> str:
     """A wildcard constraint matching exactly these names (never matches when empty)."""
     return "|".join(re.escape(n) for n in names) or "(?!)"

@@ -12,6 +12,9 @@ from are stored in the Parquet key-value metadata under ``codyn``.
 ``meta["score_range"]`` ([lo, hi]) declares scores outside [0, 1]: a classify
 (SVEN) matrix declares [-1, 2] because the scoring stage folds the A.7 bias penalty
 into ``score`` (subtracted by default, added with the paper's literal option).
+``meta["score_penalty"]`` ({model: score - raw_score}, classify only) keeps that signed
+per-model penalty, so the targets stage can apply it after per-model scaling
+(codyn.splits), where it would otherwise vanish.
 
 Two builders make a matrix: :func:`build_matrix` from the pipeline's task, score and
 response files, and :mod:`codyn.importers` from published tables.
@@ -404,6 +407,14 @@ def build_matrix(
         frame[VISIBLE_PREFIX + m] = visible_share(scores[m].loc[kept["task_id"]], score_paths[m])
     kinds = sorted(set(frame["kind"]))
     score_range = CLASSIFY_SCORE_RANGE if "classify" in kinds else DEFAULT_SCORE_RANGE
+    penalty = {}
+    for m in models:
+        if "raw_score" not in scores[m].columns:
+            continue
+        rows = scores[m].loc[kept["task_id"]]
+        delta = (rows["score"] - pd.to_numeric(rows["raw_score"], errors="coerce")).dropna()
+        if len(delta):
+            penalty[m] = float(delta.mean())
     meta = {
         "dataset": dataset,
         "kinds": kinds,
@@ -414,6 +425,8 @@ def build_matrix(
     }
     if answers:
         meta["answers"] = answers  # simulated / replayed / generated (codyn.config.answers_kind)
+    if penalty:
+        meta["score_penalty"] = penalty
     matrix = Matrix(
         frame,
         models,

@@ -39,6 +39,8 @@ TEMPLATES = {
     "MATRIX": "results/{experiment}/matrix/{{dataset}}.parquet",
     "TABLES": "results/{experiment}/tables",
     "FIGURES": "results/{experiment}/figures",
+    "PLAN": "results/{experiment}/plan/plan.json",
+    "PLAN_TXT": "results/{experiment}/plan/plan.txt",
     "ORACLE_GAP": "results/{experiment}/tables/oracle_gap.csv",
     "AGREEMENT": "results/{experiment}/tables/agreement.csv",
     "CASCADE": "results/{experiment}/tables/cascade.csv",

@@ -29,6 +29,17 @@ Normalisation (config ``splits.normalisation``):
     ``per_dataset``: one mean and std over all of the dataset's train scores, shared by
     every model; it brings datasets to one scale without reordering models in a row.
     ``none``: raw scores. See benchmarks/NOTES.md for what each does to router quality.
+
+The SVEN bias penalty (A.7; config ``splits.sven_penalty``): the scoring stage folds a
+per-model constant P_m into every SVEN score (codyn.scoring.classify), and the matrix
+keeps it as ``meta["score_penalty"]`` (signed: -P_m when subtracted). A per-model
+constant is exactly what per-model standard scaling removes, so with ``before_scaling``
+the penalty never reaches a training target. ``after_scaling`` (default; the paper adds
+the penalty "for fine-tuning", so it must reach the targets): the scaler is fitted on
+the scores without the penalty and the signed penalty is added to the scaled score,
+``norm = (raw - penalty - mean) / std + penalty``: a model that answers "vulnerable"
+to everything loses P_m standard deviations against models that do not. The raw
+``score::m`` columns (what evaluation reads) keep the penalty either way.
 """
 
 from __future__ import annotations
@@ -125,6 +136,7 @@ def read_split(path, task_ids=None) -> dict:
 
 
 NORMALISATIONS = ("per_model", "per_dataset", "none")
+PENALTY_STAGES = ("after_scaling", "before_scaling")
 
 
 def fit_scaler(
@@ -158,22 +170,33 @@ def build_targets(
     settings: dict[str, float],
     lambda1: float = 1.0,
     normalisation: str = "per_model",
+    sven_penalty: str = "after_scaling",
 ) -> tuple[pd.DataFrame, dict]:
     """The targets frame and metadata (see module docstring)."""
+    if sven_penalty not in PENALTY_STAGES:
+        raise InputError(
+            f"unknown sven_penalty {sven_penalty!r} (allowed: {', '.join(PENALTY_STAGES)})",
+            field="splits.sven_penalty",
+        )
     ids = matrix.frame["task_id"].astype(str)
     test = set(split["test"])
     part = np.where(ids.isin(test), "test", "train")
     raw = matrix.scores()
+    penalty = {m: 0.0 for m in matrix.models}
+    if sven_penalty == "after_scaling":
+        penalty.update((matrix.meta.get("score_penalty") or {}).items())
+    scaled_from = raw - pd.Series(penalty)[raw.columns]
     train_mask = part == "train"
     held_out = bool(split.get("held_out")) or not train_mask.any()
-    scaler = fit_scaler(raw if held_out else raw[train_mask], normalisation)
+    scaler = fit_scaler(scaled_from if held_out else scaled_from[train_mask], normalisation)
     frame = matrix.frame[["task_id", "dataset", "kind", "prompt"]].copy()
     frame["task_id"] = ids.values
     frame["split"] = part
     norm = np.empty(raw.shape)
     for j, m in enumerate(matrix.models):
         frame[SCORE_PREFIX + m] = raw[m].to_numpy(dtype=float)
-        norm[:, j] = (raw[m].to_numpy(dtype=float) - scaler[m]["mean"]) / scaler[m]["std"]
+        col = scaled_from[m].to_numpy(dtype=float)
+        norm[:, j] = (col - scaler[m]["mean"]) / scaler[m]["std"] + penalty[m]
         frame[f"norm::{m}"] = norm[:, j]
     for name, lambda2 in settings.items():
         rs = ranking_score(norm, matrix.cost_vector(), lambda1=lambda1, lambda2=float(lambda2))
@@ -187,6 +210,10 @@ def build_targets(
         "scaler": scaler,
         "scaler_fit": "all rows (held-out dataset)" if held_out else "train rows",
         "normalisation": normalisation,
+        "sven_penalty": {
+            "stage": sven_penalty,
+            "added_after_scaling": {m: p for m, p in penalty.items() if p},
+        },
         "simulated": bool(matrix.simulated),
         "dataset": str(
             matrix.meta.get("dataset") or (frame["dataset"].iloc[0] if len(frame) else "")
@@ -204,11 +231,17 @@ def write_targets(
     settings: dict[str, float],
     lambda1: float = 1.0,
     normalisation: str = "per_model",
+    sven_penalty: str = "after_scaling",
 ):
     matrix = Matrix.load(matrix_path)
     split = read_split(split_path, matrix.task_ids)
     frame, meta = build_targets(
-        matrix, split, settings=settings, lambda1=lambda1, normalisation=normalisation
+        matrix,
+        split,
+        settings=settings,
+        lambda1=lambda1,
+        normalisation=normalisation,
+        sven_penalty=sven_penalty,
     )
     save_targets(frame, meta, targets_path)
     return frame, meta

@@ -1,6 +1,8 @@
-# Stage: generate (see DESIGN.md section 3). One job per (dataset, model): ask the model
-# every task, through the response cache under cache/ (never a declared output, so a
-# failed job keeps what it paid for; see codyn/cache.py).
+# Stage: generate (see DESIGN.md section 3). First the plan (codyn/plan.py): every
+# dataset's tasks scorable, and the estimated dollars within budget_usd, else the run
+# stops before any call. Then one job per (dataset, model): ask the model every task,
+# through the response cache under cache/ (never a declared output, so a failed job
+# keeps what it paid for; see codyn/cache.py).
 from codyn import generate as codyn_generate
 
 generate_targets = lambda: expand(
@@ -10,6 +12,35 @@ generate_targets = lambda: expand(
 )
 
 
+rule plan:
+    input:
+        tasks=expand(
+            P.TASKS,
+            dataset=codyn_generate.generated_datasets(config, RUN_DATASETS),
+        ),
+    output:
+        plan=P.PLAN,
+        text=P.PLAN_TXT,
+    log:
+        P.log("plan/plan.log"),
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        # what the estimate depends on: a change re-plans
+        budget_usd=config.get("budget_usd"),
+        generation=config["generation"],
+        models={m: config["models"][m] for m in PORTFOLIO},
+        cache_dir="cache",
+    message:
+        "plan: tasks scorable, calls, tokens and dollars before any model is asked"
+    script:
+        "../scripts/plan.py"
+
+
 rule generate:
     input:
         tasks=P.TASKS,
@@ -17,6 +48,9 @@ rule generate:
         replay=lambda wildcards: codyn_generate.replay_inputs(
             config, wildcards.model, wildcards.dataset
         ),
+        # ancient: runs after the plan, but a new plan (another dataset added) does not
+        # make every dataset's answers look stale
+        plan=ancient(P.PLAN),
     output:
         responses=P.RESPONSES,
     log:
@@ -38,7 +72,9 @@ rule generate:
         ),
         gpu=lambda wildcards: codyn_generate.uses_gpu(config, wildcards.model),
     params:
-        model=lambda wildcards: config["models"][wildcards.model],
+        model=lambda wildcards: codyn_generate.model_config(
+            config, wildcards.dataset, wildcards.model
+        ),
         generation=config["generation"],
         seed=config["seed"],
         cache_dir="cache",

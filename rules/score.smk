@@ -4,7 +4,14 @@
 # Adapters whose tasks run code; the rest (CodeBLEU, classification) need one core.
 # A constant, not workflow.cores: under a cluster executor there is no local core count,
 # and Snakemake scales a local job down to --cores anyway.
-EXECUTION_ADAPTERS = {"apps", "runbugrun", "bigcodebench", "humaneval", "mbpp", "made-repair"}
+EXECUTION_ADAPTERS = {
+    "apps",
+    "runbugrun",
+    "bigcodebench",
+    "humaneval",
+    "mbpp",
+    "made-repair",
+}
 
 score_threads = lambda wildcards: (
     8 if config["datasets"][wildcards.dataset]["adapter"] in EXECUTION_ADAPTERS else 1

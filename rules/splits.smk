@@ -45,6 +45,7 @@ rule targets:
     params:
         lambda1=config["splits"]["lambda1"],
         normalisation=config["splits"]["normalisation"],
+        sven_penalty=config["splits"]["sven_penalty"],
         cost_settings=config["cost_settings"],
     message:
         "normalised scores and ranking scores of {wildcards.dataset}"

@@ -24,5 +24,6 @@ with job(snakemake) as log:  # noqa: F821
             settings=dict(smk.params.cost_settings),
             lambda1=float(smk.params.lambda1),
             normalisation=smk.params.normalisation,
+            sven_penalty=smk.params.sven_penalty,
         )
         log.info("%s: targets for %d tasks, settings %s", dataset, len(frame), meta["settings"])

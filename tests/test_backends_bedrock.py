@@ -186,5 +186,14 @@ def test_paper_config(repo_root):
     assert round(ratios[1], 1) == 1.6
     text = (repo_root / "config/paper.yaml").read_text()
     assert "aws_access_key_id" not in text.lower() and "aws_secret" not in text.lower()
-    assert cfg["run_datasets"] == ["apps", "runbugrun", "sven", "refinement", "translation"]
-    assert all(cfg["datasets"][d]["source"] == "mirror" for d in cfg["run_datasets"])
+    # the five paper datasets from upstream, and BigCodeBench as the unseen task (A.4)
+    assert cfg["run_datasets"] == [
+        "apps",
+        "runbugrun",
+        "sven",
+        "refinement",
+        "translation",
+        "bigcodebench",
+    ]
+    assert cfg["generalisation"] == ["bigcodebench"]
+    assert all(cfg["datasets"][d]["source"] == "url" for d in cfg["run_datasets"])

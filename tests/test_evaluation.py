@@ -364,3 +364,60 @@ def test_negative_weights_let_a_curve_start_at_the_strong_model():
     at_zero = next(p for p in points if p.cost_weight == 0.0)
     assert at_zero.effectiveness == pytest.approx(1 / 3)
     assert sweep.w_min(pred, costs) == pytest.approx(-0.5, abs=1e-5)
+
+
+def _ar_predictions(tmp_path, on_malformed, decoding="free"):
+    """3 test rows; the router's picks score 1, but its output on row 0 was malformed."""
+    scores = np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0], [1, 1, 1], [1, 1, 1]], dtype=float)
+    ids = write_matrix(tmp_path / "m.parquet", scores)
+    (tmp_path / "s.json").write_text(json.dumps({"train": ids[3:], "test": ids[:3]}))
+    pred = scores.copy()  # the fallback ranking on row 0 also picks m-big
+    df = pd.DataFrame({"task_id": ids, "split": ["test"] * 3 + ["train"] * 2})
+    for j, m in enumerate(MODELS):
+        df[f"pred::{m}"] = pred[:, j]
+    df["malformed"] = [True, False, False, False, False]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = {"malformed": 1, "on_malformed": on_malformed, "decoding": decoding}
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({b"codyn": json.dumps(meta).encode()})
+    pq.write_table(table, tmp_path / "p.parquet")
+    return run_eval(
+        tmp_path / "m.parquet",
+        tmp_path / "s.json",
+        tmp_path / "p.parquet",
+        router="sft",
+        rtype="ar-sft",
+    )
+
+
+def test_malformed_ranking_scores_zero_by_default_rule(tmp_path):
+    zero = _ar_predictions(tmp_path / "a", "zero")
+    assert zero["malformed"] == 1 and zero["malformed_share"] == pytest.approx(1 / 3)
+    assert zero["decision"]["effectiveness"] == pytest.approx(2 / 3)  # row 0 scores 0
+    # its cost is still counted: the fallback pick (m-big) was called
+    assert zero["decision"]["shares"]["m-big"] == pytest.approx(1 / 3)
+    at_zero = next(p for p in zero["sweep"]["points"] if p["cost_weight"] == 0.0)
+    assert at_zero["effectiveness"] == pytest.approx(2 / 3)
+    # the references keep the raw scores
+    assert zero["references"]["oracle"]["effectiveness"] == pytest.approx(1.0)
+    fallback = _ar_predictions(tmp_path / "b", "fallback")
+    assert fallback["decision"]["effectiveness"] == pytest.approx(1.0)
+
+
+def test_table2_malformed_column_and_option_labels(tmp_path):
+    rec = _ar_predictions(tmp_path / "a", "zero")
+    opt = _ar_predictions(tmp_path / "b", "fallback", decoding="constrained")
+    opt["router"] = "sft-opt"
+    base = {**rec, "router": "rnd", "router_type": "random", "malformed": None}
+    df = tables.table2_frame([rec, opt, base], {"setting1": 0.0})
+    by_router = df.set_index("router")
+    assert by_router.loc["sft", "malformed %"] == pytest.approx(100 / 3)
+    assert by_router.loc["sft", "technique"] == "SFT"
+    assert by_router.loc["sft-opt", "technique"] == (
+        "SFT (sft-opt) [constrained decoding, malformed -> fallback]"
+    )
+    assert np.isnan(by_router.loc["rnd", "malformed %"])
+    no_ar = tables.table2_frame([base], {"setting1": 0.0})
+    assert "malformed %" not in no_ar.columns

@@ -277,7 +277,15 @@ def test_snakemake_rule_runs_generate(repo_root, tmp_path):
     tasks = write_tasks(
         Path(work / "data/demo/tasks").mkdir(parents=True)
         or work / "data/demo/tasks/made-repair.jsonl",
-        [make_task(i, dataset="made-repair", kind="repair") for i in range(8)],
+        [
+            make_task(
+                i,
+                dataset="made-repair",
+                kind="repair",
+                tests={"type": "stdio", "cases": [{"input": "", "output": str(i)}]},
+            )
+            for i in range(8)
+        ],
     )
     assert tasks.exists()
     target = "results/demo/responses/made-repair/sim-llama-3.1-8b.jsonl"
@@ -291,11 +299,15 @@ def test_snakemake_rule_runs_generate(repo_root, tmp_path):
             "--directory",
             str(work),
             "-j1",
+            # rule plan gates every generate job (codyn/plan.py)
             "--allowed-rules",
             "generate",
+            "plan",
             "--configfile",
             str(repo_root / "config.yaml"),
             str(repo_root / "config" / "demo.yaml"),
+            "--config",
+            "run_datasets=[made-repair]",
         ],
         capture_output=True,
         text=True,
@@ -307,3 +319,7 @@ def test_snakemake_rule_runs_generate(repo_root, tmp_path):
     assert (work / "logs/demo/generate/made-repair/sim-llama-3.1-8b.log").read_text()
     assert (work / "cache/responses/simulated/sim-llama-3.1-8b.jsonl").is_file()
     assert (work / "provenance" / (target + ".json")).is_file()
+    assert (
+        "made-repair [made-repair, source made]: 8 tasks"
+        in (work / "results/plan/plan.txt").read_text()
+    )

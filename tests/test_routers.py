@@ -338,21 +338,24 @@ def test_ar_rankings_and_rewards():
 
 def test_ar_malformed_output_falls_back_and_is_counted(trained, data):
     router = trained["ar-sft"][0]
-    router.params["decoding"] = "free"
-    try:
-        texts = router.generate(data.prompts[:3])
-        scores = router.predict_scores(data.prompts[:3])
-    finally:
-        router.params["decoding"] = "constrained"
+    # the paper's evaluation is the default: free decoding, a malformed output scores 0
+    assert router.params["decoding"] == "free" and router.params["on_malformed"] == "zero"
+    texts = router.generate(data.prompts[:3])
+    scores = router.predict_scores(data.prompts[:3])
     malformed = sum(ar_parse(t) is None for t in texts)
     assert router.last_malformed == malformed
+    assert router.malformed_rows.tolist() == [ar_parse(t) is None for t in texts]
     fallback = np.zeros(len(MODELS))
     fallback[router.fallback_ranking] = len(MODELS) - np.arange(len(MODELS))
     for i, text in enumerate(texts):
         if ar_parse(text) is None:
             np.testing.assert_array_equal(scores[i], fallback)
-    router.predict_scores(data.prompts[:3])  # constrained: always well formed
-    assert router.last_malformed == 0
+    router.params["decoding"] = "constrained"
+    try:
+        router.predict_scores(data.prompts[:3])  # constrained: always well formed
+    finally:
+        router.params["decoding"] = "free"
+    assert router.last_malformed == 0 and not router.malformed_rows.any()
 
 
 def ar_parse(text):

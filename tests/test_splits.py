@@ -173,3 +173,94 @@ def test_normalisation_modes_keep_or_change_the_row_order():
     assert fit_scaler(raw, "none") == {m: {"mean": 0.0, "std": 1.0} for m in raw}
     with pytest.raises(InputError, match="normalisation"):
         fit_scaler(raw, "zscore")
+
+
+def test_sven_penalty_reaches_targets_only_after_scaling(tmp_path):
+    """Two models with the same accuracy; one says "vulnerable" to everything (A.7's case).
+
+    The penalty is a per-model constant, so per-model standard scaling erases it
+    (before_scaling); applied after scaling it lowers the biased model's targets.
+    """
+    from codyn.io import write_jsonl
+    from codyn.matrix import build_matrix
+    from codyn.scoring.score import score_responses
+
+    labels = [True, False, True, False, True, False, True, False]
+    tasks = [
+        {
+            "id": f"s{i}",
+            "dataset": "sven",
+            "kind": "classify",
+            "language": "python",
+            "prompt": f"code {i}",
+            "reference": None,
+            "tests": None,
+            "label": lab,
+            "meta": {},
+        }
+        for i, lab in enumerate(labels)
+    ]
+    write_jsonl(tmp_path / "tasks.jsonl", tasks)
+    answers = {
+        "biased": ["Yes"] * 8,  # 4/8 right, predicts 8 positives of 4: P = 0.5
+        "fair": ["Yes", "No", "No", "Yes", "Yes", "No", "No", "Yes"],  # 4/8 right, P = 0
+    }
+    scores, responses = {}, {}
+    for model, texts in answers.items():
+        responses[model] = tmp_path / f"{model}.jsonl"
+        write_jsonl(
+            responses[model],
+            [
+                {
+                    "task_id": t["id"],
+                    "dataset": "sven",
+                    "model": model,
+                    "backend": "replay",
+                    "model_id": None,
+                    "key": f"{model}{t['id']}",
+                    "text": text,
+                    "input_tokens": None,
+                    "output_tokens": None,
+                    "latency_s": None,
+                    "cost_usd": None,
+                    "error": None,
+                    "simulated": False,
+                }
+                for t, text in zip(tasks, texts, strict=True)
+            ],
+        )
+        scores[model] = tmp_path / f"{model}.csv"
+        score_responses(tmp_path / "tasks.jsonl", responses[model], scores[model], {"workers": 1})
+    matrix = build_matrix(
+        tmp_path / "tasks.jsonl",
+        scores,
+        responses,
+        ["biased", "fair"],
+        {"biased": 1.0, "fair": 2.0},
+        False,
+        "sven",
+    )
+    assert matrix.meta["score_penalty"] == pytest.approx({"biased": -0.5, "fair": 0.0})
+    split = make_split(matrix.task_ids, dataset="sven", seed=3, test_size=0.25)
+    kw = {"settings": {"setting1": 0.0}}
+    before, meta_b = build_targets(matrix, split, sven_penalty="before_scaling", **kw)
+    after, meta_a = build_targets(matrix, split, **kw)  # the default
+    assert meta_a["sven_penalty"] == {
+        "stage": "after_scaling",
+        "added_after_scaling": {"biased": pytest.approx(-0.5)},
+    }
+    train = before["split"] == "train"
+    # before scaling: the penalty is gone (scaled biased scores equal its scaled accuracy)
+    raw_b = before.loc[train, "score::biased"]
+    np.testing.assert_allclose(
+        before["norm::biased"], (before["score::biased"] - raw_b.mean()) / raw_b.std(ddof=0)
+    )
+    # after scaling: every biased target is 0.5 lower, the fair model's are unchanged
+    np.testing.assert_allclose(after["norm::biased"], before["norm::biased"] - 0.5)
+    np.testing.assert_allclose(after["norm::fair"], before["norm::fair"])
+    np.testing.assert_allclose(after["rs::setting1::biased"], before["rs::setting1::biased"] - 0.5)
+    assert not np.allclose(after["rs::setting1::biased"], before["rs::setting1::biased"])
+    # raw scores (what evaluation reads) carry the penalty either way
+    assert after["score::biased"].tolist() == before["score::biased"].tolist()
+    with pytest.raises(InputError, match="sven_penalty"):
+        build_targets(matrix, split, sven_penalty="sideways", **kw)

@@ -69,6 +69,8 @@ class BedrockBackend(Backend):
                 self._client = boto3.client(
                     "bedrock-runtime",
                     region_name=self.model_cfg.get("region") or None,
+                    # null: the Region's endpoint; else a VPC endpoint or a local server
+                    endpoint_url=self.model_cfg.get("endpoint_url") or None,
                     config=Config(
                         retries={
                             "mode": "adaptive",

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from codyn.errors import InputError
+from codyn.errors import ConfigError, InputError
 from codyn.io import open_text, read_jsonl
 from codyn.prompts import TEMPLATE_NAMES, apps_prompt
 
@@ -41,9 +41,26 @@ SHA256 = "0f27851c4f48842413a4afdd9aa94c295d5d639af95165e2810869903f219e80"
 FOLDER_FILES = ("question.txt", "input_output.json", "solutions.json", "metadata.json")
 
 
+# The paper's APPS (3.1: "5k examples"): the 5000-problem test split with its tests, in
+# the Hugging Face JSONL layout (codeparrot/apps, test.jsonl, ~1.3 GB with the tests).
+# The dataset repo's commit could not be read here (no network), so the URL names `main`;
+# fetch records the file's sha256 on first download in MANIFEST.json and refuses a later
+# download that differs (codyn.datasets.fetch), which pins the content from then on.
+HF_TEST_URL = "https://huggingface.co/datasets/codeparrot/apps/resolve/main/test.jsonl"
+VARIANTS = ("mapcoder150", "hf-test")
+
+
+def variant(cfg: dict) -> str:
+    value = cfg.get("variant") or "mapcoder150"
+    if value not in VARIANTS:
+        raise ConfigError("variant", f"{value!r} is not an APPS variant", allowed=VARIANTS)
+    return value
+
+
 def remote_files(adapter: str, cfg: dict) -> list[RemoteFile]:
-    # The APPS data itself is a tarball outside GitHub; the pinned upstream file with
-    # tests is MapCoder's 150-problem subset.
+    if variant(cfg) == "hf-test":
+        return [RemoteFile("test.jsonl", HF_TEST_URL, None, "hf/test.jsonl")]
+    # MapCoder's 150-row subset (pinned commit): the APPS file with tests on GitHub.
     url = (
         "https://raw.githubusercontent.com/Md-Ashraful-Pramanik/MapCoder/"
         f"{COMMIT}/data/APPS/selected150.jsonl"

@@ -28,7 +28,13 @@ def remote_files(adapter: str, cfg: dict) -> list[RemoteFile]:
 
 
 def prepare(ctx: PrepareContext) -> Prepared:
-    (path,) = [p for p in ctx.files() if p.name.endswith((".jsonl", ".jsonl.gz"))]
+    # replay/ holds published generations (replay_portfolio), not tasks
+    (path,) = [
+        p
+        for p in ctx.files()
+        if p.name.endswith((".jsonl", ".jsonl.gz"))
+        and "replay" not in p.relative_to(ctx.raw_dir).parts
+    ]
     tasks = []
     n = 0
     for lineno, rec in enumerate(read_jsonl(path), start=1):

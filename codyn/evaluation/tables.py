@@ -11,6 +11,12 @@ paper reports RoRF once, at the cost-free setting); columns ``E`` and ``C`` per
 dataset. The Oracle (best raw score per prompt, cheapest among ties) and SBS (best
 train-mean model) rows are computed from the matrix by the paper's definitions,
 whether or not routers of those types ran.
+
+Autoregressive rows (SFT, GRPO) also show ``malformed %``: the share of evaluated
+prompts (all datasets of the row) where the router's output was not a valid ranking. By
+the paper's rule those prompts score 0; a row whose router used ``decoding:
+constrained`` or ``on_malformed: fallback`` (options, not the paper's evaluation) says so
+in its technique label.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ ROW_ORDER = [
     "cheapest",
     "rorf",
 ]
+MALFORMED_COLUMN = "malformed %"
 SINGLE_ROW_TYPES = {"random", "oracle", "sbs", "cheapest", "rorf"}
 REFERENCE_TYPES = {"oracle", "sbs"}
 TYPE_LABEL = {
@@ -157,7 +164,14 @@ def table2_frame(
 
     def add_row(label: str, router: str, rtype: str, setting: str | None, cells: dict):
         rows.append(
-            {"technique": label, "router": router, "type": rtype, "setting": setting or "", **cells}
+            {
+                "technique": label,
+                "router": router,
+                "type": rtype,
+                "setting": setting or "",
+                MALFORMED_COLUMN: float("nan"),
+                **cells,
+            }
         )
 
     # Oracle and SBS follow the paper's definitions on the raw scores (reference rows
@@ -180,7 +194,19 @@ def table2_frame(
             label_setting = (
                 None if rtype in SINGLE_ROW_TYPES else setting_label(setting, settings[setting])
             )
-            add_row(technique(router, rtype), router, rtype, label_setting, cells)
+            here = [
+                by_key[(router, setting, ds)] for ds in datasets if (router, setting, ds) in by_key
+            ]
+            add_row(
+                technique(router, rtype) + _options_label(here), router, rtype, label_setting, cells
+            )
+            counted = [r for r in here if r.get("malformed") is not None]
+            if counted:
+                rows[-1][MALFORMED_COLUMN] = (
+                    100.0
+                    * sum(r["malformed"] for r in counted)
+                    / sum(r["n_tasks"] for r in counted)
+                )
     refs = {}
     for r in records:
         refs.setdefault(r["dataset"], r["references"])
@@ -199,8 +225,20 @@ def table2_frame(
     # dollars per prompt only where some price is known (simulated portfolios have none)
     usd_cols = [c for c in df.columns if c.endswith(" usd")]
     df = df.drop(columns=[c for c in usd_cols if df[c].isna().all()])
+    if df[MALFORMED_COLUMN].isna().all():
+        df = df.drop(columns=[MALFORMED_COLUMN])  # no autoregressive router ran
     df["answers"] = answers_label(records)
     return df
+
+
+def _options_label(records: list[dict]) -> str:
+    """' [constrained, fallback]' when an AR router ran with options the paper did not use."""
+    opts = []
+    if any(r.get("decoding") == "constrained" for r in records):
+        opts.append("constrained decoding")
+    if any(r.get("on_malformed") == "fallback" for r in records):
+        opts.append("malformed -> fallback")
+    return f" [{', '.join(opts)}]" if opts else ""
 
 
 def _usd(summary: dict) -> float:
@@ -228,6 +266,8 @@ def write_table2(
     note = (
         f"{banner(records)}\n\nE = mean raw score of the chosen model (higher is better); "
         f"C = Eq. 2 cost relative to the most expensive model (lower is better); test split of each dataset. "
+        f"malformed % (autoregressive routers) = prompts whose ranking output was malformed; "
+        f"they score 0 (the paper's rule) unless the label says otherwise. "
         f"SBS per dataset (best train mean): {sbs}.\n\n"
     )
     write_text(

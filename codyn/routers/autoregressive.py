@@ -19,13 +19,19 @@ setting, ties to the cheaper model.
     default config uses it for its tiny demo model.
 
 Output format: "valid" means exactly m distinct numbers 0..m-1 separated by commas
-(whitespace around them ignored). ``decoding: constrained`` (default) allows at each
-step only the tokens that keep the output valid (an unused number, a comma, or the
-end), so every output is valid when each number and the comma are single tokens;
-``decoding: free`` only validates. A malformed output falls back to the training
-set's mean-target order (``fallback_ranking`` in router.json) and is counted
-(``malformed_total``, ``last_malformed``); ``predict_scores`` turns a ranking into
-scores m - rank (best = m).
+(whitespace around them ignored). ``decoding: free`` (default; the paper's routers were
+not constrained) only validates what the model writes; ``decoding: constrained`` allows
+at each step only the tokens that keep the output valid (an unused number, a comma, or
+the end), so every output is valid when each number and the comma are single tokens.
+
+A malformed output (``on_malformed``): ``zero`` (default, the paper's rule) -- the row
+scores 0 in evaluation whatever model the fallback would pick; ``fallback`` -- the
+training set's mean-target order (``fallback_ranking`` in router.json) is used as if the
+router had written it. Either way the prediction row carries the fallback ranking (so
+every row names a model, whose cost is counted: a deployment calls some model) and is
+flagged in ``malformed_rows``; codyn.routers.pipeline writes the flags into the
+predictions file and codyn.evaluation applies the rule. Counted in ``malformed_total``
+and ``last_malformed``; ``predict_scores`` turns a ranking into scores m - rank (best = m).
 
 Prompts use the tokenizer's chat template when it has one (system + user messages,
 assistant completion), else plain text "<system>\n\n<prompt>\n\nRanking: ". The
@@ -35,7 +41,7 @@ built locally (tiny-qwen2), a copy of it (``base/``); hub models are referenced.
 
 Params (config ``routers.<name>``): base_model, epochs, max_steps (caps training; the
 CPU demo's budget), lr, batch_size, grad_accum, warmup_steps, max_length, lora_r,
-lora_alpha, lora_dropout, lora_target_modules, decoding, predict_batch_size, bf16,
+lora_alpha, lora_dropout, lora_target_modules, decoding, on_malformed, predict_batch_size, bf16,
 gradient_checkpointing, device (auto|cpu|cuda), threads, chat_template (auto|true|
 false); ar-grpo also num_generations, reward, temperature, beta (KL weight).
 The paper (6.1.5): 3 epochs (SFT) / 2 epochs and 4 generations (GRPO), batch 4,
@@ -64,6 +70,7 @@ ADAPTER_DIR = "adapter"
 BASE_DIR = "base"
 RANK_REWARDS = (1.0, 0.5, 0.25)
 MALFORMED_REWARD = -5.0
+ON_MALFORMED = ("zero", "fallback")
 
 
 def system_prompt(m: int) -> str:
@@ -193,7 +200,8 @@ class _ArRouter(Router):
         "lora_alpha": 32,
         "lora_dropout": 0.05,
         "lora_target_modules": "all-linear",
-        "decoding": "constrained",
+        "decoding": "free",
+        "on_malformed": "zero",
         "predict_batch_size": 16,
         "bf16": False,
         # trl turns it on by default; it trades compute for memory, which pays off only
@@ -212,6 +220,7 @@ class _ArRouter(Router):
         super().__init__(params, seed)
         self.malformed_total = 0
         self.last_malformed = 0
+        self.malformed_rows: np.ndarray | None = None
 
     # ---- checks and data ----------------------------------------------------
     def _check_data(self, data: RoutingData, where: str) -> None:
@@ -220,6 +229,13 @@ class _ArRouter(Router):
                 f"decoding must be constrained or free, got {self.params['decoding']!r}",
                 path=where,
                 field="decoding",
+            )
+        if self.params["on_malformed"] not in ON_MALFORMED:
+            raise InputError(
+                f"on_malformed must be one of {', '.join(ON_MALFORMED)}, "
+                f"got {self.params['on_malformed']!r}",
+                path=where,
+                field="on_malformed",
             )
         for key in ("epochs", "batch_size", "max_length", "lora_r"):
             if int(self.params[key]) < 1:
@@ -424,28 +440,31 @@ class _ArRouter(Router):
             texts += self.tokenizer.batch_decode(new, skip_special_tokens=True)
         return texts
 
-    def rankings(self, prompts: list[str]) -> tuple[list[list[int]], int]:
+    def rankings(self, prompts: list[str]) -> tuple[list[list[int]], np.ndarray]:
+        """Rankings (the fallback for malformed outputs) and which outputs were malformed."""
         m = len(self.models)
-        out, malformed = [], 0
+        out, flags = [], []
         for text in self.generate(prompts):
             ranking = parse_ranking(text, m)
-            if ranking is None:
-                malformed += 1
-                ranking = list(self.fallback_ranking)
-            out.append(ranking)
-        return out, malformed
+            flags.append(ranking is None)
+            out.append(list(self.fallback_ranking) if ranking is None else ranking)
+        return out, np.asarray(flags, dtype=bool)
 
     def _predict(self, prompts: list[str]) -> np.ndarray:
         m = len(self.models)
-        rankings, malformed = self.rankings(prompts)
+        rankings, flags = self.rankings(prompts)
+        malformed = int(flags.sum())
+        self.malformed_rows = flags
         self.last_malformed = malformed
         self.malformed_total += malformed
         if malformed:
+            rule = (
+                "they score 0 (on_malformed: zero)"
+                if self.params["on_malformed"] == "zero"
+                else "used the fallback ranking (on_malformed: fallback)"
+            )
             log.warning(
-                "%s: %d of %d outputs malformed, used the fallback ranking",
-                self.type,
-                malformed,
-                len(prompts),
+                "%s: %d of %d outputs malformed; %s", self.type, malformed, len(prompts), rule
             )
         scores = np.zeros((len(prompts), m))
         for i, ranking in enumerate(rankings):

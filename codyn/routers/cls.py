@@ -10,6 +10,10 @@ steps, lr 2e-5, batch 4 (0.5B) / 1 (1.5B), 16-bit, inputs of 2048 tokens.
 Params (config ``routers.<name>``): base_model, epochs, lr, warmup_steps, batch_size,
 grad_accum, max_length, weight_decay, max_grad_norm, bf16, device (auto|cpu|cuda),
 predict_batch_size, threads. The fine-tuned model is saved under ``model/``.
+Memory (a full fine-tune of Qwen2.5-1.5B on one 24 GB GPU; arithmetic in
+config/paper.yaml): ``gradient_checkpointing`` (recompute each layer's activations in
+the backward pass) and ``optimizer: adamw-8bit`` (bitsandbytes' AdamW8bit: Adam's two
+moments in 8 bits, 2 bytes per parameter instead of 8; needs bitsandbytes and CUDA).
 
 Three options change the paper's recipe where it fails on a few hundred real prompts
 (benchmarks/NOTES.md); their defaults are the paper's:
@@ -77,12 +81,15 @@ class ClsRouter(Router):
         "probe_alpha": 1.0,
         "header": "false",
         "header_weight": 3.0,
+        "gradient_checkpointing": False,
+        "optimizer": "adamw",
     }
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "pooling": ("model", "mean", "auto"),
         "objective": ("mse", "bce"),
         "head_init": ("random", "probe"),
         "header": ("false", "auto", "true"),
+        "optimizer": ("adamw", "adamw-8bit"),
     }
     header = None  # HeaderFeatures when the router reads a metadata line
     header_head = None  # torch Linear(n header features -> n models), no bias
@@ -239,6 +246,21 @@ class ClsRouter(Router):
         pred = expected_scores(fitted, x)
         return {"probe_train_mse": float(np.mean((pred - y) ** 2))}
 
+    def _optimizer_class(self):
+        import torch
+
+        if self.params["optimizer"] == "adamw":
+            return torch.optim.AdamW
+        try:
+            import bitsandbytes as bnb
+        except ImportError as exc:
+            raise InputError(
+                "optimizer adamw-8bit needs the bitsandbytes package (and a CUDA GPU): "
+                "pip install bitsandbytes on the training machine, or use optimizer: adamw",
+                field="optimizer",
+            ) from exc
+        return bnb.optim.AdamW8bit
+
     def _load_model(self, source: str, num_labels: int | None = None):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -279,6 +301,9 @@ class ClsRouter(Router):
         base = resolve_base_model(str(self.params["base_model"]), seed=self.seed)
         self.model, self.tokenizer = self._load_model(base, num_labels=len(data.models))
         self.model.to(device)
+        if self.params["gradient_checkpointing"]:
+            self.model.gradient_checkpointing_enable()
+            self.model.config.use_cache = False
         self.pooling = self._resolve_pooling()
         self.params["pooling"] = self.pooling  # router.json records what was used
         self._setup_header(data, device)
@@ -294,7 +319,7 @@ class ClsRouter(Router):
         params = list(self.model.parameters())
         if self.header_head is not None:
             params += list(self.header_head.parameters())
-        optimizer = torch.optim.AdamW(
+        optimizer = self._optimizer_class()(
             params,
             lr=float(self.params["lr"]),
             weight_decay=float(self.params["weight_decay"]),

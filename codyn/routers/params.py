@@ -71,6 +71,7 @@ _AR = {
         ]
     },
     "decoding": {"enum": ["constrained", "free"]},
+    "on_malformed": {"enum": ["zero", "fallback"]},
     "gradient_checkpointing": {"type": "boolean"},
     "chat_template": {"oneOf": [{"type": "boolean"}, {"enum": ["auto", "true", "false"]}]},
 }
@@ -87,6 +88,8 @@ PARAMS: dict[str, dict] = {
         "probe_alpha": _POS,
         "header": _HEADER,
         "header_weight": _NONNEG,
+        "gradient_checkpointing": {"type": "boolean"},
+        "optimizer": {"enum": ["adamw", "adamw-8bit"]},
     },
     "ar-sft": _AR,
     "ar-grpo": {

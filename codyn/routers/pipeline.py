@@ -3,8 +3,10 @@ scripts/predict.py call).
 
 Predictions file ``results/predictions/{router}/{setting}/{dataset}.parquet``: columns
 ``task_id``, ``split``, ``pred::<model>`` (predicted ranking score; -inf for a model
-the router cannot pick), Parquet metadata ``codyn`` = {router, type, setting, models,
-costs, dataset, simulated, malformed (autoregressive routers), router_sha256}.
+the router cannot pick), and for autoregressive routers ``malformed`` (the router's
+output was not a valid ranking; the row's predictions are its fallback ranking);
+Parquet metadata ``codyn`` = {router, type, setting, models, costs, dataset, simulated,
+malformed (count), on_malformed and decoding (autoregressive routers), router_sha256}.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from codyn.routing_data import load_routing_data, read_targets
 
 log = logging.getLogger(__name__)
 PRED_PREFIX = "pred::"
+MALFORMED_COLUMN = "malformed"
 
 
 def train_router(
@@ -130,6 +133,9 @@ def predict_router(
     frame = pd.DataFrame({"task_id": data.task_ids, "split": df["split"].astype(str).tolist()})
     for j, model in enumerate(router.models):
         frame[PRED_PREFIX + model] = scores[:, j]
+    flags = getattr(router, "malformed_rows", None)
+    if flags is not None and router.type != "oracle":
+        frame[MALFORMED_COLUMN] = np.asarray(flags, dtype=bool)
     info = {
         "router": router_dir.parent.name,
         "type": router.type,
@@ -145,6 +151,8 @@ def predict_router(
     }
     if hasattr(router, "last_malformed"):
         info["malformed"] = int(router.last_malformed)
+        info["on_malformed"] = router.params.get("on_malformed", "fallback")
+        info["decoding"] = router.params.get("decoding")
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata(
         {**(table.schema.metadata or {}), b"codyn": json.dumps(info).encode()}
