@@ -248,7 +248,7 @@ def test_bigcodebench_replay_portfolio_from_a_sample_archive(tmp_path):
     }
     mcfg = model_config(config, "bcb", "big")
     assert mcfg["backend"] == "replay" and mcfg["cost"] == 72 and "price_in" not in mcfg
-    assert mcfg["replay_file"] == "data/raw/bcb/replay/big.jsonl"
+    assert mcfg["replay_file"] == "data/default/raw/bcb/replay/big.jsonl"
     config["datasets"]["other"] = {"adapter": "apps"}
     assert model_config(config, "other", "big") is config["models"]["big"]
     mcfg["replay_file"] = str(tmp_path / mcfg["replay_file"])
