@@ -229,7 +229,7 @@ def test_bigcodebench_replay_portfolio_from_a_sample_archive(tmp_path):
         "path": str(up / "BigCodeBench.jsonl.gz"),
         "replay_portfolio": portfolio,
     }
-    raw = tmp_path / "data" / "raw" / "bcb"
+    raw = tmp_path / "data" / "default" / "raw" / "bcb"
     manifest = fetch_dataset("bcb", cfg, raw, None)
     names = [f["path"] for f in manifest["files"]]
     assert names == [
