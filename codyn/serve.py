@@ -505,6 +505,38 @@ def parse_chat_request(body: Any) -> dict:
 # --- the app ----------------------------------------------------------------------------------
 
 
+def usage_of(rec: dict) -> dict | None:
+    """The OpenAI ``usage`` object of a call record, None when token counts are unknown."""
+    if isinstance(rec["input_tokens"], int) and isinstance(rec["output_tokens"], int):
+        return {
+            "prompt_tokens": rec["input_tokens"],
+            "completion_tokens": rec["output_tokens"],
+            "total_tokens": rec["input_tokens"] + rec["output_tokens"],
+        }
+    return None
+
+
+def completion_body(request_id, model, text, finish, usage, info) -> dict:
+    """A ``chat.completion`` response body with codyn's ``codyn`` object."""
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish,
+                "logprobs": None,
+            }
+        ],
+        "usage": usage,
+        "system_fingerprint": None,
+        "codyn": info,
+    }
+
+
 class RoutingService:
     """State shared by the endpoints: router, backends, limits, metrics and the call log."""
 
@@ -835,30 +867,14 @@ class RoutingService:
             if self.settings.get("log_text"):
                 rec["text"] = text
             self.finish(rec, 200, t0)
-            usage = None
-            if isinstance(rec["input_tokens"], int) and isinstance(rec["output_tokens"], int):
-                usage = {
-                    "prompt_tokens": rec["input_tokens"],
-                    "completion_tokens": rec["output_tokens"],
-                    "total_tokens": rec["input_tokens"] + rec["output_tokens"],
-                }
-            body = {
-                "id": rec["request_id"],
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": rec["finish_reason"] or "stop",
-                        "logprobs": None,
-                    }
-                ],
-                "usage": usage,
-                "system_fingerprint": None,
-                "codyn": self.codyn_info(rec),
-            }
+            body = completion_body(
+                rec["request_id"],
+                model,
+                text,
+                rec["finish_reason"] or "stop",
+                usage_of(rec),
+                self.codyn_info(rec),
+            )
             return JSONResponse(body, headers=self.headers(rec))
         raise self.all_failed(rec)
 

@@ -331,6 +331,9 @@ class CascadeRunner:
         return self._respond(req, rec, t0, model, completion, stages)
 
     def _respond(self, req, rec, t0, model, completion, stages) -> object:
+        # serve.py imports this module at its top; its response helpers are imported here.
+        from codyn.serve import completion_body, usage_of
+
         service = self.service
         called = [s for s in stages if "upstream_ms" in s]
         service.served(rec, model, None, None)
@@ -347,13 +350,7 @@ class CascadeRunner:
         if service.settings.get("log_text"):
             rec["text"] = text
         service.finish(rec, 200, t0)
-        usage = None
-        if isinstance(rec["input_tokens"], int) and isinstance(rec["output_tokens"], int):
-            usage = {
-                "prompt_tokens": rec["input_tokens"],
-                "completion_tokens": rec["output_tokens"],
-                "total_tokens": rec["input_tokens"] + rec["output_tokens"],
-            }
+        usage = usage_of(rec)
         info = {
             **service.codyn_info(rec),
             "cascade": stages,
@@ -369,23 +366,7 @@ class CascadeRunner:
         headers["x-codyn-sandbox-ms"] = f"{rec['sandbox_s'] * 1000:.3f}"
         finish = rec["finish_reason"]
         if not req["stream"]:
-            body = {
-                "id": rec["request_id"],
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": finish,
-                        "logprobs": None,
-                    }
-                ],
-                "usage": usage,
-                "system_fingerprint": None,
-                "codyn": info,
-            }
+            body = completion_body(rec["request_id"], model, text, finish, usage, info)
             return JSONResponse(body, headers=headers)
         headers["cache-control"] = "no-cache"
         return StreamingResponse(

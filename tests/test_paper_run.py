@@ -34,32 +34,14 @@ import yaml
 from codyn.config import load_config
 from codyn.io import read_jsonl
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_incremental import copy_pipeline  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-PIPELINE_FILES = (
-    "Snakefile",
-    "rules",
-    "scripts",
-    "envs",
-    "config.yaml",
-    "config",
-    "profiles",
-    "report",
-)
 N_TASKS = 8
 SKILL = [0.3, 0.4, 0.55, 0.6, 0.7]  # per portfolio position, cheapest first
 CANDIDATE_INPUTS = ("3\n", "1 2\n", "3\n1 2 3\n", "2 3\n1 2 3\n4 5 6\n", "abc\n", "")
-
-
-def copy_pipeline(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in PIPELINE_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 def paper_config() -> dict:

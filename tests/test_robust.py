@@ -18,6 +18,7 @@ import pytest
 import route_fixtures as rf
 import yaml
 from result_trees import compare_trees
+from test_incremental import copy_pipeline
 
 from codyn import validate
 from codyn.config import load_config
@@ -138,48 +139,44 @@ def test_score_stage_gives_the_same_bytes_under_any_hash_seed(tmp_path):
 
 # ---------------------------------------------------------------- determinism: a pipeline twice
 
+# The embedded default (real replayed answers: extraction, sandbox, visible examples,
+# agreement, cascade, routers, Table 2) on a seeded sample of each dataset.
 TINY = {
     "experiment": "tiny",
-    "run_datasets": ["made-refinement", "made-translation"],
-    "datasets": {
-        "made-refinement": {"adapter": "made-refinement", "source": "made", "n": 10},
-        "made-translation": {"adapter": "made-translation", "source": "made", "n": 10},
-    },
-    # The simulated models of config/demo.yaml.
-    "portfolio": ["sim-llama-3.1-8b", "sim-llama-3.1-405b"],
-    "run_routers": ["sbs"],
+    "datasets": {"humaneval": {"limit": 16}, "mbpp": {"limit": 24}},
+    "run_routers": ["linear", "knn", "sbs", "oracle"],
 }
-PIPELINE_FILES = ("Snakefile", "rules", "scripts", "envs", "config.yaml", "config", "report")
+TINY_TARGETS = [
+    "results/tiny/tables/table2.csv",
+    "results/tiny/tables/oracle_gap.csv",
+    "results/tiny/tables/agreement.csv",
+    "results/tiny/tables/cascade.csv",
+]
 
 
 @pytest.mark.slow
 def test_two_builds_with_different_hash_seeds_give_the_same_results(tmp_path):
-    """The real pipeline (prepare, simulated generate, CodeBLEU score, matrix, Table 1)
-    built from scratch in two folders under two hash seeds: every file under data/ and
-    results/ the same (tests/result_trees.py says what "the same" means per format)."""
+    """The embedded default, sampled, built from scratch in two folders under two hash
+    seeds: every file under data/ and results/ the same (tests/result_trees.py says what
+    "the same" means per format)."""
     builds = []
     for seed in ("1", "2"):
-        folder = tmp_path / f"build-{seed}"
-        folder.mkdir()
-        for name in PIPELINE_FILES:
-            src = REPO / name
-            copy = shutil.copytree if src.is_dir() else shutil.copy2
-            copy(src, folder / name)
+        folder = copy_pipeline(tmp_path / f"build-{seed}")
         (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY))
         done = subprocess.run(
-            [SNAKEMAKE, "results/tiny/tables/oracle_gap.csv", "--cores", "2"]
-            + ["--configfile", "config/demo.yaml", "tiny.yaml"],
+            [SNAKEMAKE, *TINY_TARGETS, "--cores", "2", "--configfile", "tiny.yaml"],
             cwd=folder,
             capture_output=True,
             text=True,
             env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": seed},
-            timeout=600,
+            timeout=900,
         )
         assert done.returncode == 0, done.stderr[-3000:]
         builds.append(folder)
     a, b = builds
-    assert (a / "results/tiny/tables/oracle_gap.csv").is_file()
-    assert list((a / "results/tiny/scores/made-refinement").glob("*.csv"))
+    for target in TINY_TARGETS:
+        assert (a / target).is_file(), target
+    assert list((a / "results/tiny/scores/mbpp").glob("*.csv"))
     for sub in ("data", "results"):
         assert compare_trees(a / sub, b / sub) == []
 
@@ -740,9 +737,7 @@ def test_provenance_sidecar_that_is_not_utf8_is_no_record(tmp_path):
 
 
 def test_snakemake_refuses_a_config_key_given_twice(tmp_path):
-    for name in PIPELINE_FILES:
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
+    copy_pipeline(tmp_path)
     (tmp_path / "dup.yaml").write_text("label: a\nseed: 3\nlabel: b\n")
     done = subprocess.run(
         [SNAKEMAKE, "-n", "--cores", "1", "--configfile", "dup.yaml"],
