@@ -83,6 +83,7 @@ rule evaluate:
         router_type=lambda wildcards: EVAL_ROUTER_TYPES[wildcards.router],
         costs=EVAL_COSTS,
         evaluation=config["evaluation"],
+        seed=config["seed"],
     message:
         "evaluate router {wildcards.router} ({wildcards.setting}) on {params.datasets}"
     script:
