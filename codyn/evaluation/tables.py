@@ -337,3 +337,75 @@ def write_curves(records: list[dict], out_csv, out_md) -> pd.DataFrame:
         "# Deferral-curve metrics\n\n" + note + to_markdown(df[curve_cols]) + points_md,
     )
     return df
+
+
+def generalisation_frame(records: list[dict], settings: Mapping[str, float]) -> pd.DataFrame:
+    rows = []
+    seen = set()
+    for r in records:
+        ds = r["dataset"]
+        if ds not in seen:
+            seen.add(ds)
+            for model, ref in r["references"]["models"].items():
+                rows.append(
+                    {
+                        "dataset": ds,
+                        "technique": model,
+                        "setting": "",
+                        "kind": "single model",
+                        "E": ref["effectiveness"],
+                        "C": ref["cost"],
+                        "usd/prompt": ref.get("usd_per_prompt"),
+                    }
+                )
+            o = r["references"]["oracle"]
+            rows.append(
+                {
+                    "dataset": ds,
+                    "technique": "Oracle",
+                    "setting": "",
+                    "kind": "reference",
+                    "E": o["effectiveness"],
+                    "C": o["cost"],
+                    "usd/prompt": o.get("usd_per_prompt"),
+                }
+            )
+        d = r["decision"]
+        rows.append(
+            {
+                "dataset": ds,
+                "technique": technique(r["router"], r["router_type"]),
+                "setting": setting_label(r["setting"], settings.get(r["setting"])),
+                "kind": "router",
+                "E": d["effectiveness"],
+                "C": d["cost"],
+                "usd/prompt": d.get("usd_per_prompt"),
+            }
+        )
+    df = pd.DataFrame(rows)
+    df["usd/prompt"] = df["usd/prompt"].map(lambda v: float("nan") if v is None else v)
+    df["answers"] = answers_label(records)
+    return df
+
+
+def write_generalisation(
+    records: list[dict], settings: Mapping[str, float], out_csv, out_md
+) -> pd.DataFrame:
+    df = generalisation_frame(records, settings)
+    write_csv(df, out_csv)
+    note = (
+        f"{banner(records)}\n\nRouters trained on the training datasets, applied as-is to every row of the "
+        "held-out dataset(s) (paper A.4). E = mean raw score, C = Eq. 2 cost.\n\n"
+    )
+    write_text(
+        out_md,
+        "# Generalisation to unseen tasks\n\n"
+        + note
+        + to_markdown(df.drop(columns=["answers"]), digits=4),
+    )
+    return df
+
+
+def write_csv(df: pd.DataFrame, path) -> None:
+    with atomic_open(path, newline="") as fh:
+        df.to_csv(fh, index=False)
