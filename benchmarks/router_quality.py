@@ -97,7 +97,11 @@ _CLS = {
 ROUTERS = {
     "linear": {
         "base": {"type": "linear"},
-        "grid": {"C": [1.0, 0.3, 3.0], "candidates": ["all", "sbs-pair"], "header": ["auto", False]},
+        "grid": {
+            "C": [1.0, 0.3, 3.0],
+            "candidates": ["all", "sbs-pair"],
+            "header": ["auto", False],
+        },
     },
     "knn": {"base": {"type": "knn", "weights": "distance"}, "grid": {"k": [15, 5, 45]}},
     # sklearn's MLP is the slowest fit here (~12 s per fold on MBPP's 11 outputs): K = 3
@@ -139,7 +143,9 @@ def _budget_score(oof: calibration.OutOfFold) -> float:
     )
 
 
-def select_recipe(name, train, seed, folds, has_header, pair) -> tuple[dict, calibration.OutOfFold, list]:
+def select_recipe(
+    name, train, seed, folds, has_header, pair
+) -> tuple[dict, calibration.OutOfFold, list]:
     """The recipe of ``name`` chosen by cross-fitting inside ``train`` (module docstring)."""
     tried = []
     best = None
@@ -157,7 +163,9 @@ def select_recipe(name, train, seed, folds, has_header, pair) -> tuple[dict, cal
     return best[1], best[2], tried
 
 
-def run_seed(name, matrix, seed, routers, settings, normalisation, workdir, folds, resamples, tolerance) -> dict:
+def run_seed(
+    name, matrix, seed, routers, settings, normalisation, workdir, folds, resamples, tolerance
+) -> dict:
     split = make_split(
         matrix.task_ids, dataset=matrix.frame["dataset"].iloc[0], seed=seed, test_size=0.25
     )
@@ -327,7 +335,11 @@ def summarise(results: dict, routers: list[str], settings: dict, args_line: str)
         )
         lines += ["", "### Deployable operating points (mean ± sd over seeds)", ""]
         lines += deployable_rows(seeds, routers)
-        lines += ["", "### Per seed (E - SBS with 95% interval; C / SBS C; recipe chosen inside train)", ""]
+        lines += [
+            "",
+            "### Per seed (E - SBS with 95% interval; C / SBS C; recipe chosen inside train)",
+            "",
+        ]
         lines.append("| router | seed | recipe (CV on train) | parity E - SBS | parity C/SBS |"
                      + "".join(f" {b:.0%}: E - SBS | {b:.0%}: C/SBS |" for b in BUDGETS)
                      + " oracle operating point (test-selected, upper bound): C/SBS |")  # fmt: skip
@@ -343,7 +355,10 @@ def summarise(results: dict, routers: list[str], settings: dict, args_line: str)
                          f"{d['parity']['test_cost_over_sbs']:.2f}"]  # fmt: skip
                 for b in BUDGETS:
                     t = d[f"budget-{b:g}"]
-                    cells += [_ci(t["test_effectiveness_minus_sbs"]), f"{t['test_cost_over_sbs']:.2f}"]
+                    cells += [
+                        _ci(t["test_effectiveness_minus_sbs"]),
+                        f"{t['test_cost_over_sbs']:.2f}",
+                    ]
                 op = x["curve"]["oracle_operating_point"]
                 cells.append("-" if op is None else f"{op['cost_over_sbs']:.2f}")
                 lines.append("| " + " | ".join(cells) + " |")
@@ -390,11 +405,15 @@ def verdict(name: str, seeds: list[dict], routers: list[str]) -> str:
         return "Goal check: no swept router."
     ok = [x for x in rows if x[3]]
     if not ok:
-        return "Goal check: no router's deployable parity point keeps the SBS's quality on every seed."
+        return (
+            "Goal check: no router's deployable parity point keeps the SBS's quality on every seed."
+        )
     mean, best, par, _ = min(ok)
     per_seed = ", ".join(f"{p['test_cost_over_sbs']:.2f}" for p in par)
     met = goal is not None and mean <= goal
-    goal_text = f"goal mean <= {goal:.2f}: **{'met' if met else 'not met'}**" if goal else "no goal set"
+    goal_text = (
+        f"goal mean <= {goal:.2f}: **{'met' if met else 'not met'}**" if goal else "no goal set"
+    )
     return (
         f"Goal check (deployable parity point): cheapest router whose test E is not below the "
         f"SBS's beyond its interval on any seed: **{best}**, test cost {per_seed} of the SBS's "
@@ -509,8 +528,12 @@ def main(argv: list[str] | None = None) -> int:
             ]  # fmt: skip
         results[name] = {"config": cfg_paths, "normalisation": args.normalisation, "seeds": seeds,
                          "models": config["portfolio"], "costs": relative_costs(config)}  # fmt: skip
-    shown = " ".join(a if " " not in a else repr(a) for a in (argv if argv is not None else sys.argv[1:]))
-    md = summarise(results, args.routers, settings, f"python benchmarks/router_quality.py {shown}".strip())
+    shown = " ".join(
+        a if " " not in a else repr(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    md = summarise(
+        results, args.routers, settings, f"python benchmarks/router_quality.py {shown}".strip()
+    )
     md += f"\nRun time: {time.perf_counter() - started:.0f} s.\n"
     write_text(args.out + ".md", md)
     write_json(args.out + ".json", results)

@@ -145,7 +145,9 @@ def test_training_records_the_out_of_fold_choice(trained):
         assert again["targets"][name]["cost_weight"] == pytest.approx(entry["cost_weight"])
     # the OOF predictions differ from the full router's in-sample ones (kNN k=3 memorises)
     router = load_router(directory)
-    train_prompts = [p for p, s in zip(*_prompts_splits(trained["targets"]), strict=True) if s == "train"]
+    train_prompts = [
+        p for p, s in zip(*_prompts_splits(trained["targets"]), strict=True) if s == "train"
+    ]
     insample = router.predict_scores(train_prompts)
     assert not np.allclose(np.sort(insample, axis=0), np.sort(oof.pred, axis=0))
     assert calibration.recorded_weight(meta, "parity") == cal["targets"]["parity"]["cost_weight"]

@@ -148,7 +148,13 @@ def test_swept_router_record(tmp_path):
     top = max(rec["sweep"]["points"][0]["shares"], key=lambda m: rec["costs"][m])
     assert pts[0]["shares"][top] == pytest.approx(1.0)  # w_min routes all to the dearest
     cal = rec["calibration"]
-    assert set(cal["targets"]) == {"parity", "budget-0.25", "budget-0.5", "budget-0.75", "share-0.2"}
+    assert set(cal["targets"]) == {
+        "parity",
+        "budget-0.25",
+        "budget-0.5",
+        "budget-0.75",
+        "share-0.2",
+    }
     share = cal["targets"]["share-0.2"]
     assert share["oof"]["share_most_expensive"] <= 0.2 + 1e-12
     assert 0 <= share["test"]["share_most_expensive"] <= 1
@@ -156,7 +162,7 @@ def test_swept_router_record(tmp_path):
     p_test = preds.loc[split["test"], [f"pred::{m}" for m in MODELS]].to_numpy()
     test_pred = sweep.decide(p_test, [COSTS[m] for m in MODELS], share["cost_weight"])
     assert share["test"]["effectiveness"] == pytest.approx(
-        metrics.effectiveness(scores[len(split["train"]):], test_pred)
+        metrics.effectiveness(scores[len(split["train"]) :], test_pred)
     )
     sbs_e = rec["references"]["sbs"]["effectiveness"]
     for t in cal["targets"].values():
@@ -346,7 +352,10 @@ def test_curves_and_generalisation_tables(tmp_path):
     for col in ("APGR", "CPT50", "CPT80", "AIQ", "parity w", "parity test E", "budget-0.5 test C"):
         assert col in df.columns
     md = (tmp_path / "c.md").read_text()
-    assert "Operating points chosen out-of-fold" in md and "| alpha | cls-a | setting1 | parity |" in md
+    assert (
+        "Operating points chosen out-of-fold" in md
+        and "| alpha | cls-a | setting1 | parity |" in md
+    )
     g = tables.write_generalisation(recs, SETTINGS, tmp_path / "g.csv", tmp_path / "g.md")
     assert (g["kind"] == "single model").sum() == 2 * len(MODELS)
     assert "SIMULATED" in (tmp_path / "g.md").read_text()

@@ -557,10 +557,15 @@ def test_codyn_auto_uses_the_weight_chosen_out_of_fold(tmp_path, monkeypatch):
     app = create_app(router, config, settings={**settings, "target": "budget-0.5"})
     assert health(app)["cost_weight"] == recorded["budget-0.5"]["cost_weight"]
     app = create_app(router, config, settings={**settings, "cost_weight": 0.7})
-    assert health(app)["cost_weight"] == 0.7 and health(app)["cost_weight_source"] == "serve.cost_weight"
+    assert (
+        health(app)["cost_weight"] == 0.7
+        and health(app)["cost_weight_source"] == "serve.cost_weight"
+    )
     with pytest.raises(CodynError, match="no calibration target 'budget-0.9'"):
         create_app(router, config, settings={**settings, "target": "budget-0.9"})
     # a router saved without an out-of-fold calibration (as before it existed)
     old = load_router(rf.train_router("knn", targets, tmp_path / "old", {"k": 3}))
     h = health(create_app(old, config, settings=settings))
-    assert h["cost_weight"] == 0.0 and "records no out-of-fold calibration" in h["cost_weight_source"]
+    assert (
+        h["cost_weight"] == 0.0 and "records no out-of-fold calibration" in h["cost_weight_source"]
+    )

@@ -66,7 +66,9 @@ class Target:
         if self.kind == "share" and not 0.0 <= self.value <= 1.0:
             raise InputError(f"a share target must lie in [0, 1], got {self.value}")
         if self.kind == "budget" and not self.value > 0:
-            raise InputError(f"a cost budget must be > 0 (fraction of the SBS cost), got {self.value}")
+            raise InputError(
+                f"a cost budget must be > 0 (fraction of the SBS cost), got {self.value}"
+            )
         if self.kind == "parity" and self.value < 0:
             raise InputError(f"the parity tolerance must be >= 0, got {self.value}")
 
@@ -93,7 +95,9 @@ def fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
             field="evaluation.calibration_folds",
         )
     out = np.empty(n, dtype=int)
-    for f, (_, held) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(np.arange(n))):
+    for f, (_, held) in enumerate(
+        KFold(folds, shuffle=True, random_state=seed).split(np.arange(n))
+    ):
         out[held] = f
     return out
 
@@ -169,7 +173,11 @@ def reference(scores, costs, sbs_choice) -> dict:
 def choose_weight(pred, scores, costs, target: Target, sbs_choice) -> dict:
     """The cost weight meeting ``target`` on these rows, and what it gives there."""
     # -inf (a model the router cannot pick) stays: the sweep treats it as unreachable
-    p, s, c = np.asarray(pred, dtype=float), np.asarray(scores, dtype=float), np.asarray(costs, dtype=float)
+    p, s, c = (
+        np.asarray(pred, dtype=float),
+        np.asarray(scores, dtype=float),
+        np.asarray(costs, dtype=float),
+    )
     ref = reference(s, c, sbs_choice)
     if target.kind == "share":
         w = sweep.calibrate(p, c, target.value)
@@ -245,7 +253,9 @@ def load_oof(directory: str | Path, meta: dict) -> OutOfFold | None:
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise InputError(f"not a readable Parquet file ({exc})", path=path) from exc
     models = list(meta["models"])
-    for col in ["task_id", "fold", "sbs"] + [f"{k}::{m}" for k in ("pred", "score") for m in models]:
+    for col in ["task_id", "fold", "sbs"] + [
+        f"{k}::{m}" for k in ("pred", "score") for m in models
+    ]:
         if col not in frame.columns:
             raise InputError("missing column", path=path, field=col)
     cal = meta.get("calibration") or {}
@@ -295,7 +305,11 @@ def apply_to_test(
     """Per recorded target: the test outcome of its OOF-chosen weight beside the SBS's, with
     a paired bootstrap interval of the effectiveness difference on the same test rows."""
     # -inf (a model the router cannot pick) stays: the sweep treats it as unreachable
-    p, s, c = np.asarray(pred, dtype=float), np.asarray(scores, dtype=float), np.asarray(costs, dtype=float)
+    p, s, c = (
+        np.asarray(pred, dtype=float),
+        np.asarray(scores, dtype=float),
+        np.asarray(costs, dtype=float),
+    )
     sbs_row = s[:, sbs_index]
     sbs_cost = metrics.eq2_cost(np.eye(len(c))[sbs_index], c)
     out = {}
@@ -308,7 +322,9 @@ def apply_to_test(
             "target": entry["target"],
             "value": entry["value"],
             "cost_weight": w,
-            "oof": {k: entry[k] for k in ("effectiveness", "cost", "share_most_expensive", "reached")},
+            "oof": {
+                k: entry[k] for k in ("effectiveness", "cost", "share_most_expensive", "reached")
+            },
             "test": test,
             "test_effectiveness_minus_sbs": metrics.paired_bootstrap(diff, n_resamples, seed),
             "test_cost_over_sbs": test["cost"] / sbs_cost if sbs_cost > 0 else float("nan"),

@@ -254,7 +254,6 @@ def evaluate(
         )
     return record
 
-
     return record
 
 

@@ -304,7 +304,11 @@ def curves_frame(records: list[dict]) -> pd.DataFrame:
 def write_curves(records: list[dict], out_csv, out_md) -> pd.DataFrame:
     df = curves_frame(records)
     write_csv(df, out_csv)
-    curve_cols = [c for c in df.columns if not any(c.endswith(k) for k in (" w", " test E", " test C", " E - SBS"))]
+    curve_cols = [
+        c
+        for c in df.columns
+        if not any(c.endswith(k) for k in (" w", " test E", " test C", " E - SBS"))
+    ]
     curve_cols = [c for c in curve_cols if c not in ("type", "answers", "SBS test E", "SBS test C")]
     points = operating_points_frame(records)
     note = (
@@ -326,7 +330,9 @@ def write_curves(records: list[dict], out_csv, out_md) -> pd.DataFrame:
         shown = points.copy()
         shown["E - SBS [95% CI]"] = [
             f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-            for m, lo, hi in zip(shown["E - SBS"], shown["E - SBS lo"], shown["E - SBS hi"], strict=True)
+            for m, lo, hi in zip(
+                shown["E - SBS"], shown["E - SBS lo"], shown["E - SBS hi"], strict=True
+            )
         ]
         shown = shown.drop(columns=["E - SBS", "E - SBS lo", "E - SBS hi"])
         points_md = points_note + to_markdown(shown)
