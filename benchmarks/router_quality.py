@@ -405,8 +405,10 @@ def verdict(name: str, seeds: list[dict], routers: list[str]) -> str:
         return "Goal check: no swept router."
     ok = [x for x in rows if x[3]]
     if not ok:
+        goal_text = f"goal mean <= {goal:.2f}: **not met**" if goal else "no goal set"
         return (
-            "Goal check: no router's deployable parity point keeps the SBS's quality on every seed."
+            "Goal check (deployable parity point): no router's test E stays within its interval "
+            f"of the SBS's on every seed; {goal_text}."
         )
     mean, best, par, _ = min(ok)
     per_seed = ", ".join(f"{p['test_cost_over_sbs']:.2f}" for p in par)

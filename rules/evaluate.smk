@@ -156,7 +156,7 @@ rule curves:
     params:
         target_share=config["evaluation"]["target_share"],
     message:
-        "APGR, CPT, AIQ and the calibrated cost weight per router and setting"
+        "APGR, CPT, AIQ and the out-of-fold operating points per router and setting"
     script:
         "../scripts/curves.py"
 
