@@ -286,12 +286,20 @@ def _ms(vals) -> str:
     return f"{np.mean(vals):.3f} ± {np.std(vals):.3f}"
 
 
+def _mean_ci(diffs: list[dict]) -> str:
+    """Mean over seeds of E - SBS, with the per-seed 95% interval averaged over seeds."""
+    return (
+        f"{np.mean([d['mean'] for d in diffs]):+.3f} "
+        f"[{np.mean([d['lo'] for d in diffs]):+.3f}, {np.mean([d['hi'] for d in diffs]):+.3f}]"
+    )
+
+
 def deployable_rows(seeds: list[dict], routers: list[str]) -> list[str]:
-    """Per router: mean over seeds of the deployable numbers, and how many seeds' intervals
-    lie wholly above / below zero."""
-    head = ["| router | parity: E - SBS | parity: C / SBS C | parity CI >0 / <0 |"
+    """Per router: mean over seeds of the deployable numbers (E - SBS with the per-seed
+    interval averaged over seeds), and how many seeds' intervals lie wholly above / below 0."""
+    head = ["| router | parity: E - SBS | parity: C / SBS C | parity CI >0 / <0 | parity met OOF |"
             + "".join(f" {b:.0%} budget: E - SBS | {b:.0%}: C / SBS C |" for b in BUDGETS)]  # fmt: skip
-    head.append("|" + "---|" * (4 + 2 * len(BUDGETS)))
+    head.append("|" + "---|" * (5 + 2 * len(BUDGETS)))
     for r in routers:
         recs = [s["routers"][r] for s in seeds]
         if "deployable" not in recs[0]:
@@ -300,13 +308,14 @@ def deployable_rows(seeds: list[dict], routers: list[str]) -> list[str]:
         above = sum(p["test_effectiveness_minus_sbs"]["lo"] > 0 for p in par)
         below = sum(p["test_effectiveness_minus_sbs"]["hi"] < 0 for p in par)
         cells = [
-            _ms([p["test_effectiveness_minus_sbs"]["mean"] for p in par]),
+            _mean_ci([p["test_effectiveness_minus_sbs"] for p in par]),
             _ms([p["test_cost_over_sbs"] for p in par]),
             f"{above} / {below} of {len(par)}",
+            f"{sum(p['oof']['reached'] for p in par)} of {len(par)}",
         ]
         for b in BUDGETS:
             t = [x["deployable"][f"budget-{b:g}"] for x in recs]
-            cells += [_ms([q["test_effectiveness_minus_sbs"]["mean"] for q in t]),
+            cells += [_mean_ci([q["test_effectiveness_minus_sbs"] for q in t]),
                       _ms([q["test_cost_over_sbs"] for q in t])]  # fmt: skip
         head.append(f"| {r} | " + " | ".join(cells) + " |")
     return head
@@ -333,7 +342,15 @@ def summarise(results: dict, routers: list[str], settings: dict, args_line: str)
             f"test n = {ref0['n_test']}; seeds {[s['seed'] for s in seeds]}; prompt header: "
             f"{'yes' if ref0['header'] else 'no'}."
         )
-        lines += ["", "### Deployable operating points (mean ± sd over seeds)", ""]
+        lines += ["", "### Deployable operating points", ""]
+        lines.append(
+            "E - SBS: mean over seeds [the per-seed paired-bootstrap 95% interval, averaged "
+            "over seeds]; C / SBS C: mean ± sd over seeds; CI >0 / <0: seeds whose interval "
+            "lies wholly above / below 0; parity met OOF: seeds on which some weight reached the "
+            "SBS's out-of-fold effectiveness (else the most effective OOF point is used, which "
+            "can cost more than the SBS when the SBS is not the dearest model)."
+        )
+        lines.append("")
         lines += deployable_rows(seeds, routers)
         lines += [
             "",
@@ -477,6 +494,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5, help="K of the cross-fitting inside train")
     ap.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     ap.add_argument("--parity-tolerance", type=float, default=0.0)
+    ap.add_argument(
+        "--from-json",
+        metavar="JSON",
+        help="re-write the tables and figure of an earlier run's .json (no training)",
+    )
     own = ap.add_argument_group(
         "your own matrix",
         "any config whose dataset uses `adapter: import` (the generic importer, README "
@@ -496,6 +518,26 @@ def main(argv: list[str] | None = None) -> int:
             GOALS[args.dataset] = args.goal
         args.matrices = [args.dataset]
     args.out = str(Path(args.out).resolve())
+    if args.from_json:
+        import json
+
+        results = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
+        routers = [
+            r for r in args.routers if r in next(iter(results.values()))["seeds"][0]["routers"]
+        ]
+        settings = next(iter(next(iter(results.values()))["seeds"][0]["routers"].values()))[
+            "settings"
+        ]
+        md = summarise(
+            results,
+            routers,
+            settings,
+            f"python benchmarks/router_quality.py (tables from {args.from_json})",
+        )
+        write_text(args.out + ".md", md)
+        plot(results, routers, args.out + ".png")
+        print(md)
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     os.chdir(REPO)
     shared = (REPO.parent / "shared" / "datasets").is_dir() or os.environ.get(
