@@ -5,10 +5,14 @@ Also the routing policy the server shares (:mod:`codyn.serve`): the decision is
 order continues that same rule over the models not yet tried.
 
 ``--target-share P`` turns a wanted share of calls to the most expensive model into a
-cost weight the way the evaluation stage does (:func:`codyn.evaluation.sweep.calibrate`:
-the smallest weight whose share is at most P), on the router's own training prompts (read
-back from the targets files its router.json lists, when they are still there and
-unchanged), else on the prompts given, which only means something for a batch.
+cost weight the way training does (:mod:`codyn.evaluation.calibration`): the smallest weight
+whose share is at most P on the router's out-of-fold predictions of its training split
+(``oof_predictions.parquet`` beside router.json), never on rows it was fitted on. ``--target
+NAME`` uses a weight router.json records (``parity``, ``budget-0.5``, ``share-0.2`` ...). A
+router saved before out-of-fold calibration existed has neither: ``--target-share`` then
+falls back to its in-sample predictions of its training prompts (read back from the targets
+files router.json lists, when still there and unchanged), else to the prompts given, and
+says so, since both favour the router.
 """
 
 from __future__ import annotations
@@ -72,27 +76,68 @@ def training_prompts(router_dir: str | Path) -> list[str] | None:
     return prompts or None
 
 
+NO_CALIBRATION = (
+    "router.json records no out-of-fold calibration (saved before it existed, or trained with "
+    "calibration_folds 0); retrain it for a cost weight chosen on held-out training rows"
+)
+
+
 def weight_for_share(
     router, router_dir, target_share: float, given_scores
 ) -> tuple[float, float, str]:
-    """Cost weight for a wanted share of calls to the most expensive model, calibrated like the
-    evaluation stage (:func:`codyn.evaluation.sweep.calibrate`: the smallest weight whose share
-    is at most the target) on the router's training prompts, else on the prompts given.
-    Returns (weight, share on the calibration prompts, what they were)."""
-    from codyn.evaluation import sweep
+    """Cost weight for a wanted share of calls to the most expensive model.
 
+    Chosen on the router's out-of-fold predictions (:mod:`codyn.evaluation.calibration`);
+    for a router without them, on its in-sample predictions of its training prompts, else on
+    the prompts given, with the source saying so. Returns (weight, share on the rows it was
+    chosen on, what those rows were)."""
+    from codyn.evaluation import calibration, sweep
+    from codyn.routers.base import read_router_json
+
+    meta = read_router_json(router_dir)
+    oof = calibration.load_oof(router_dir, meta) if meta.get("calibration") else None
+    if oof is not None:
+        chosen = calibration.choose_weight(
+            oof.pred, oof.scores, oof.costs, calibration.Target("share", target_share), oof.sbs
+        )
+        source = (
+            f"chosen on out-of-fold predictions of the router's {len(oof.task_ids)} training "
+            f"prompts ({oof.n_folds} folds)"
+        )
+        return chosen["cost_weight"], chosen["share_most_expensive"], source
     prompts = training_prompts(router_dir)
     if prompts is not None:
         scores = np.asarray(router.predict_scores(prompts), dtype=float)
-        source = f"calibrated on the router's {len(prompts)} training prompts"
+        source = (
+            f"{NO_CALIBRATION}; calibrated on in-sample predictions of its {len(prompts)} "
+            "training prompts, which favour the router"
+        )
     else:
         scores = np.asarray(given_scores, dtype=float)
         source = (
-            f"calibrated on the {len(scores)} prompt(s) given "
+            f"{NO_CALIBRATION}; calibrated on the {len(scores)} prompt(s) given "
             "(the router's training prompts are not available)"
         )
     weight = float(sweep.calibrate(scores, router.costs, target_share))
     return weight, sweep.share_most_expensive(scores, router.costs, weight), source
+
+
+def auto_weight(router, configured: float | None, target: str) -> tuple[float, str]:
+    """The cost weight of ``codyn-auto`` and where it came from: ``configured`` when set,
+    else the weight router.json records for ``target``, else 0 (said so)."""
+    from codyn.evaluation import calibration
+
+    if configured is not None:
+        return float(configured), "serve.cost_weight"
+    meta = {"calibration": getattr(router, "calibration", None)}
+    weight = calibration.recorded_weight(meta, target)
+    if weight is None:
+        return 0.0, f"w = 0: {NO_CALIBRATION}"
+    cal = meta["calibration"]
+    return weight, (
+        f"target {target}, chosen on out-of-fold predictions of {cal['n_rows']} training "
+        f"prompts ({cal['folds']} folds)"
+    )
 
 
 def parse_auto_model(name: str, default_weight: float) -> float | None:
@@ -172,9 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="codyn route",
         description="Pick a model for each prompt with a trained router and show every "
         "model's predicted score.",
-        epilog="--target-share calibrates the cost weight on the router's training prompts "
-        "(the targets files named in router.json 'trained_on'); when those are gone or changed "
-        "it calibrates on the prompts given, which needs a batch of prompts to mean anything.",
+        epilog="--target-share and --target choose the cost weight on the router's out-of-fold "
+        "predictions of its training split (router.json 'calibration', oof_predictions.parquet). "
+        "A router saved without them: --target-share falls back to in-sample predictions of its "
+        "training prompts, else to the prompts given, and says so; --target falls back to w = 0.",
     )
     p.add_argument("prompts", nargs="*", help="prompts (or use --file, or pipe into stdin)")
     p.add_argument("--router", required=True, help="router folder (with router.json)")
@@ -187,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="wanted share of calls to the most expensive model; picks the cost weight",
+    )
+    g.add_argument(
+        "--target",
+        default=None,
+        help="a calibration target router.json records: parity, budget-B (B = fraction of the "
+        "single best model's cost), share-P",
     )
     p.add_argument("--file", help="read prompts from this file ('-' = stdin)")
     p.add_argument(
@@ -242,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.target_share is not None:
             weight, share, source = weight_for_share(router, args.router, args.target_share, scores)
             calibration = {"target_share": args.target_share, "share": share, "source": source}
+        elif args.target is not None:
+            weight, source = auto_weight(router, None, args.target)
+            calibration = {"target": args.target, "source": source}
         else:
             weight = float(args.cost_weight or 0.0)
     except CodynError as exc:
@@ -251,11 +306,14 @@ def main(argv: list[str] | None = None) -> int:
     models = list(router.models)
     totals = adjusted_scores(scores, router.costs, weight)
     if calibration and not args.json:
-        print(
-            f"cost weight {weight:.4g}: share of calls to the most expensive model "
-            f"{calibration['share']:.3f} (target {args.target_share}; {calibration['source']})",
-            file=sys.stderr,
-        )
+        if "share" in calibration:
+            what = (
+                f"share of calls to the most expensive model {calibration['share']:.3f} "
+                f"(target {args.target_share}; {calibration['source']})"
+            )
+        else:
+            what = calibration["source"]
+        print(f"cost weight {weight:.4g}: {what}", file=sys.stderr)
     for (rid, prompt), row, total in zip(items, scores, totals, strict=True):
         order = fallback_order(row, router.costs, weight)
         chosen = models[order[0]] if order else None

@@ -38,6 +38,25 @@ class RoutingData:
     def __len__(self) -> int:
         return len(self.task_ids)
 
+    def take(self, rows) -> RoutingData:
+        """The rows ``rows`` (indices or a boolean mask), as a new RoutingData."""
+        idx = np.arange(len(self))[np.asarray(rows)]
+        pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+        return RoutingData(
+            task_ids=pick(self.task_ids),
+            datasets=pick(self.datasets),
+            kinds=pick(self.kinds),
+            prompts=pick(self.prompts),
+            models=list(self.models),
+            costs=self.costs,
+            scores=self.scores[idx],
+            targets=self.targets[idx],
+            setting=self.setting,
+            lambda2=self.lambda2,
+            simulated=self.simulated,
+            meta=dict(self.meta),
+        )
+
     def check(self, where: str = "routing data") -> RoutingData:
         n, m = len(self.task_ids), len(self.models)
         if n == 0:

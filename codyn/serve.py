@@ -4,7 +4,10 @@
 and forwards the conversation to the chosen model's backend (any backend of the generate
 stage, :mod:`codyn.backends`). The request's ``model`` selects the routing:
 
-- ``codyn-auto``: the router, with the configured ``serve.cost_weight``;
+- ``codyn-auto``: the router, with the cost weight its router.json records for
+  ``serve.target`` (chosen on out-of-fold predictions of the training split; w = 0, said
+  at start-up and in ``/health``, for a router.json without one), or ``serve.cost_weight``
+  when that is set;
 - ``codyn-auto:0.25``: the router, with cost weight 0.25 for this request;
 - a portfolio model name: that model, no routing and no fallback;
 - ``codyn-cascade`` (with ``serve.cascade`` set): the verified cascade, stage by stage until
@@ -61,7 +64,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from codyn.config import load_schema
 from codyn.errors import CodynError, ConfigError
 from codyn.io import sha256_text, write_text
-from codyn.route_cli import AUTO_MODEL, fallback_order, parse_auto_model, score_dict
+from codyn.route_cli import AUTO_MODEL, auto_weight, fallback_order, parse_auto_model, score_dict
 from codyn.serve_cascade import CASCADE_MODEL, CascadeRunner
 
 log = logging.getLogger("codyn.serve")
@@ -565,6 +568,9 @@ class RoutingService:
         env = self.settings.get("auth_token_env")
         self.token = os.environ.get(env, "") if env else ""
         self.created = int(time.time())
+        self.auto_weight, self.auto_source = auto_weight(
+            router, self.settings["cost_weight"], self.settings["target"]
+        )
         spec = self.settings.get("cascade")
         self.cascade = CascadeRunner(self, spec) if spec is not None else None
 
@@ -628,7 +634,7 @@ class RoutingService:
     def resolve_model(self, name: str) -> tuple[float | None, list[int] | None]:
         """(cost weight, None) for auto models, (None, [index]) for a concrete model."""
         try:
-            weight = parse_auto_model(name, self.settings["cost_weight"])
+            weight = parse_auto_model(name, self.auto_weight)
         except ValueError as exc:
             raise ApiError(400, f"bad model {name!r}: {exc}", param="model") from exc
         if weight is not None:
@@ -1023,7 +1029,8 @@ class RoutingService:
             "status": "ok",
             "router": getattr(self.router, "name", None) or type(self.router).__name__,
             "models": self.models,
-            "cost_weight": self.settings["cost_weight"],
+            "cost_weight": self.auto_weight,
+            "cost_weight_source": self.auto_source,
             "simulated": any(self.simulated.values()),
             "auth": bool(self.token),
             "cascade": self.cascade.describe() if self.cascade else None,
@@ -1136,9 +1143,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="codyn serve",
         description="OpenAI-compatible routing server: POST /v1/chat/completions, GET /v1/models, "
         "GET /health, GET /metrics.",
-        epilog="Request model 'codyn-auto' routes with serve.cost_weight, 'codyn-auto:0.25' with "
-        "cost weight 0.25, a portfolio model name goes to that model without routing, "
-        "'codyn-cascade' runs the verified cascade of serve.cascade. Limits, "
+        epilog="Request model 'codyn-auto' routes with the cost weight router.json records for "
+        "serve.target (chosen out-of-fold on the training split) or serve.cost_weight when set, "
+        "'codyn-auto:0.25' with cost weight 0.25, a portfolio model name goes to that model "
+        "without routing, 'codyn-cascade' runs the verified cascade of serve.cascade. Limits, "
         "timeouts, auth (serve.auth_token_env) and the call log: the 'serve' config section.",
     )
     p.add_argument("--router", required=True, help="router folder (with router.json)")
@@ -1149,6 +1157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (0 = any free port)")
     p.add_argument("--port-file", help="write the port actually bound to this file")
     p.add_argument("--cost-weight", type=float, help="overrides serve.cost_weight")
+    p.add_argument("--target", help="overrides serve.target (parity, budget-B, share-P)")
     p.add_argument("--log-path", help="overrides serve.log_path")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
@@ -1188,6 +1197,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides.setdefault("serve", {})["cost_weight"] = args.cost_weight
         if args.log_path is not None:
             overrides.setdefault("serve", {})["log_path"] = args.log_path
+        if args.target is not None:
+            overrides.setdefault("serve", {})["target"] = args.target
         config = load_config(*args.config, overrides=overrides)
         router = load_router(args.router)
         settings = serve_settings(config)
@@ -1214,6 +1225,7 @@ def main(argv: list[str] | None = None) -> int:
         f"codyn serve: http://{args.host}:{port}/v1  models {service.models}"
         f"{'  (SIMULATED backends)' if any(service.simulated.values()) else ''}"
         f"{'  auth on' if service.token else ''}"
+        f"\ncodyn serve: codyn-auto cost weight {service.auto_weight:.4g} ({service.auto_source})"
         f"{'  router: ' + ', '.join(tuned) if tuned else ''}"
         f"{'  cascade: ' + service.cascade.policy.name if service.cascade else ''}",
         file=sys.stderr,

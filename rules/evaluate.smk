@@ -80,6 +80,7 @@ rule evaluate:
         router_type=lambda wildcards: EVAL_ROUTER_TYPES[wildcards.router],
         costs=EVAL_COSTS,
         evaluation=config["evaluation"],
+        seed=config["seed"],
     message:
         "evaluate router {wildcards.router} ({wildcards.setting}) on {params.datasets}"
     script:
@@ -152,7 +153,7 @@ rule curves:
     params:
         target_share=config["evaluation"]["target_share"],
     message:
-        "APGR, CPT, AIQ and the calibrated cost weight per router and setting"
+        "APGR, CPT, AIQ and the out-of-fold operating points per router and setting"
     script:
         "../scripts/curves.py"
 

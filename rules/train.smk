@@ -37,6 +37,7 @@ rule train_router:
         seed=config["seed"],
         lambda2=lambda wildcards: config["cost_settings"][wildcards.setting],
         portfolio=PORTFOLIO,
+        evaluation=config["evaluation"],
     message:
         "train router {wildcards.router} for cost {wildcards.setting}"
     script:

@@ -18,7 +18,8 @@ with job(snakemake) as log:  # noqa: F821
             setting=smk.wildcards.setting,
             costs=dict(smk.params.costs),
             sweep_points=int(ev["sweep_points"]),
-            target_share=float(ev["target_share"]),
             cpt_levels=tuple(ev["cpt_levels"]),
+            bootstrap_resamples=int(ev["bootstrap_resamples"]),
+            bootstrap_seed=int(smk.params.seed),
         )
         log.info("evaluated %s", dataset)

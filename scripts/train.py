@@ -14,4 +14,5 @@ with job(snakemake) as log:  # noqa: F821
         portfolio=list(smk.params.portfolio),
         lambda2=float(smk.params.lambda2),
         threads=smk.threads,
+        evaluation=dict(smk.params.evaluation),
     )

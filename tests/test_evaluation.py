@@ -6,10 +6,12 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from codyn.errors import InputError
-from codyn.evaluation import evaluate, sweep, tables
+from codyn.evaluation import calibration, evaluate, metrics, sweep, tables
 from codyn.matrix import Matrix
 
 MODELS = ["m-small", "m-mid", "m-big"]
@@ -35,12 +37,32 @@ def write_matrix(path, scores: np.ndarray, dataset="toy", simulated=True, usd=No
     return ids
 
 
-def write_predictions(path, ids, pred: np.ndarray, splits) -> None:
+def write_predictions(path, ids, pred: np.ndarray, splits, calibration_block=None) -> None:
     df = pd.DataFrame({"task_id": ids, "split": splits})
     for j, m in enumerate(MODELS):
         df[f"pred::{m}"] = pred[:, j]
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(path)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if calibration_block is not None:  # what codyn.routers.pipeline.predict_router carries
+        table = table.replace_schema_metadata(
+            {b"codyn": json.dumps({"calibration": calibration_block}).encode()}
+        )
+    pq.write_table(table, path)
+
+
+def oof_calibration(pred, scores, targets=None) -> dict:
+    """A calibration block chosen on ``pred`` of the train rows, standing in for the
+    out-of-fold predictions that training makes (two folds, SBS from the train rows)."""
+    costs = np.array([COSTS[m] for m in MODELS])
+    sbs = metrics.single_best(scores, costs)
+    oof = calibration.OutOfFold(
+        pred=pred, scores=scores, costs=costs, folds=np.arange(len(pred)) % 2,
+        sbs=np.full(len(pred), sbs), task_ids=[str(i) for i in range(len(pred))],
+        models=list(MODELS), seed=0,
+    )  # fmt: skip
+    return calibration.choose_weights(
+        oof, targets or calibration.targets_from_config({"target_share": 0.2})
+    )
 
 
 def make_dataset(tmp_path, name="toy", n=40, seed=0, simulated=True, noise=0.3, block=None):
@@ -60,7 +82,10 @@ def make_dataset(tmp_path, name="toy", n=40, seed=0, simulated=True, noise=0.3, 
     if block is not None:
         pred[:, block] = -np.inf
     ppath = tmp_path / "pred" / f"{name}.parquet"
-    write_predictions(ppath, ids, pred, ["train"] * n_train + ["test"] * (n - n_train))
+    write_predictions(
+        ppath, ids, pred, ["train"] * n_train + ["test"] * (n - n_train),
+        oof_calibration(pred[:n_train], scores[:n_train]),
+    )  # fmt: skip
     return mpath, spath, ppath, scores, split
 
 
@@ -106,7 +131,7 @@ def test_decision_matches_hand_computation(tmp_path):
 
 def test_swept_router_record(tmp_path):
     mpath, spath, ppath, scores, split = make_dataset(tmp_path)
-    rec = run_eval(mpath, spath, ppath, target_share=0.2)
+    rec = run_eval(mpath, spath, ppath, bootstrap_resamples=300)
     pts = rec["sweep"]["points"]
     weights = [p["cost_weight"] for p in pts]
     # 21 evenly spaced weights on [0, w_max] (and on [w_min, 0]) plus quantiles of the
@@ -123,8 +148,27 @@ def test_swept_router_record(tmp_path):
     top = max(rec["sweep"]["points"][0]["shares"], key=lambda m: rec["costs"][m])
     assert pts[0]["shares"][top] == pytest.approx(1.0)  # w_min routes all to the dearest
     cal = rec["calibration"]
-    assert cal["train_share"] <= 0.2 + 1e-12
-    assert 0 <= cal["test_share"] <= 1
+    assert set(cal["targets"]) == {
+        "parity",
+        "budget-0.25",
+        "budget-0.5",
+        "budget-0.75",
+        "share-0.2",
+    }
+    share = cal["targets"]["share-0.2"]
+    assert share["oof"]["share_most_expensive"] <= 0.2 + 1e-12
+    assert 0 <= share["test"]["share_most_expensive"] <= 1
+    preds = pd.read_parquet(ppath).set_index("task_id")
+    p_test = preds.loc[split["test"], [f"pred::{m}" for m in MODELS]].to_numpy()
+    test_pred = sweep.decide(p_test, [COSTS[m] for m in MODELS], share["cost_weight"])
+    assert share["test"]["effectiveness"] == pytest.approx(
+        metrics.effectiveness(scores[len(split["train"]) :], test_pred)
+    )
+    sbs_e = rec["references"]["sbs"]["effectiveness"]
+    for t in cal["targets"].values():
+        d = t["test_effectiveness_minus_sbs"]
+        assert d["mean"] == pytest.approx(t["test"]["effectiveness"] - sbs_e)
+        assert d["lo"] <= d["mean"] <= d["hi"] and d["n_resamples"] == 300
     assert rec["curve"]["weak"] == "m-small"
     for key in ("apgr", "aiq"):
         assert np.isfinite(rec["curve"][key])
@@ -305,8 +349,13 @@ def test_curves_and_generalisation_tables(tmp_path):
     df = tables.write_curves(recs, tmp_path / "c.csv", tmp_path / "c.md")
     # swept routers only: cls and rorf, 2 datasets x 2 settings
     assert len(df) == 8 and set(df["type"]) == {"cls", "rorf"}
-    for col in ("APGR", "CPT50", "CPT80", "AIQ", "calibrated w", "test share"):
+    for col in ("APGR", "CPT50", "CPT80", "AIQ", "parity w", "parity test E", "budget-0.5 test C"):
         assert col in df.columns
+    md = (tmp_path / "c.md").read_text()
+    assert (
+        "Operating points chosen out-of-fold" in md
+        and "| alpha | cls-a | setting1 | parity |" in md
+    )
     g = tables.write_generalisation(recs, SETTINGS, tmp_path / "g.csv", tmp_path / "g.md")
     assert (g["kind"] == "single model").sum() == 2 * len(MODELS)
     assert "SIMULATED" in (tmp_path / "g.md").read_text()

@@ -159,3 +159,51 @@ def test_codyn_route_command_reads_stdin(trained):
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["model"] == "sim-large"
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    from codyn.routers.pipeline import train_router
+
+    root = tmp_path_factory.mktemp("route-oof")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CODYN_CACHE", str(root / "cache"))
+    targets = rf.write_targets(root / "splits" / "toy" / "targets.parquet")
+    meta = train_router(
+        [targets], "setting1", {"type": "knn", "k": 3}, root / "knn",
+        seed=2, evaluation={"calibration_folds": 4, "cost_budgets": [0.5]},
+    )  # fmt: skip
+    yield {"dir": root / "knn", "meta": meta}
+    mp.undo()
+
+
+def test_target_share_and_target_use_the_out_of_fold_choice(calibrated, capsys):
+    from codyn.evaluation import calibration
+
+    router = str(calibrated["dir"])
+    [rec] = run_json(capsys, ["--router", router, "--target-share", "0.5", HARD])
+    assert "out-of-fold predictions" in rec["calibration"]["source"]
+    oof = calibration.load_oof(calibrated["dir"], calibrated["meta"])
+    expect = calibration.choose_weight(
+        oof.pred, oof.scores, oof.costs, calibration.Target("share", 0.5), oof.sbs
+    )
+    assert rec["cost_weight"] == pytest.approx(expect["cost_weight"])
+    assert rec["calibration"]["share"] == pytest.approx(expect["share_most_expensive"])
+    assert rec["calibration"]["share"] <= 0.5
+    recorded = calibrated["meta"]["calibration"]["targets"]
+    for name in ("parity", "budget-0.5", "share-0.2"):
+        [rec] = run_json(capsys, ["--router", router, "--target", name, HARD])
+        assert rec["cost_weight"] == recorded[name]["cost_weight"]
+        assert f"target {name}" in rec["calibration"]["source"]
+    assert main(["--router", router, "--target", "parity", HARD]) == 0
+    assert "out-of-fold" in capsys.readouterr().err
+    assert main(["--router", router, "--target", "budget-0.9", HARD]) == 1
+    assert "no calibration target 'budget-0.9'" in capsys.readouterr().err
+
+
+def test_target_without_a_recorded_calibration_falls_back_to_zero(trained, capsys):
+    [rec] = run_json(capsys, ["--router", str(trained["router"]), "--target", "parity", HARD])
+    assert rec["cost_weight"] == 0.0
+    assert "records no out-of-fold calibration" in rec["calibration"]["source"]
+    [rec] = run_json(capsys, ["--router", str(trained["router"]), "--target-share", "0.5", HARD])
+    assert "in-sample" in rec["calibration"]["source"]

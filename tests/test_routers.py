@@ -458,12 +458,16 @@ def test_pipeline_train_and_predict(tmp_path, targets, cache):
         lambda2=0.25,
     )
     assert meta["lambda2"] == 0.25 and "gpu" not in meta["params"]
+    # the cost weights chosen out-of-fold (default K = 5, fold seed = the training seed)
+    assert meta["calibration"]["folds"] == 5 and meta["calibration"]["fold_seed"] == 1
+    assert (out / "oof_predictions.parquet").is_file()
     pred_path = tmp_path / "pred.parquet"
     frame = predict_router(out / "router.json", other, pred_path)
     table = pq.read_table(pred_path)
     assert table.column_names == ["task_id", "split"] + [f"pred::{m}" for m in MODELS]
     info = json.loads(table.schema.metadata[b"codyn"])
     assert info["simulated"] is True and info["setting"] == "setting2" and info["type"] == "knn"
+    assert info["calibration"] == meta["calibration"]  # evaluation applies these to test
     assert len(frame) == 12 and set(frame["split"]) == {"train", "test"}
     with pytest.raises(InputError, match="lambda2"):
         train_router([targets], "setting2", {"type": "knn"}, out, lambda2=0.5)

@@ -25,6 +25,7 @@ from openai_upstream import answer_for
 
 from codyn.backends import make_backend
 from codyn.config import load_config
+from codyn.errors import CodynError
 from codyn.io import read_jsonl
 from codyn.route_cli import fallback_order
 from codyn.routers import load_router
@@ -620,3 +621,51 @@ def test_concurrent_malformed_requests_leave_good_ones_alone(server_a):
             assert 400 <= status < 500, body
             assert body["error"]["type"] == "invalid_request_error"
     assert server_a["proc"].poll() is None
+def test_codyn_auto_uses_the_weight_chosen_out_of_fold(tmp_path, monkeypatch):
+    """codyn-auto routes with the weight router.json records for serve.target; serve.cost_weight
+    overrides it; a router.json without one falls back to 0 and says so."""
+    import asyncio
+
+    from codyn.routers.pipeline import train_router
+    from codyn.serve import create_app
+
+    monkeypatch.setenv("CODYN_CACHE", str(tmp_path / "cache"))
+    targets = rf.write_targets(tmp_path / "targets.parquet")
+    meta = train_router(
+        [targets], "setting1", {"type": "knn", "k": 3}, tmp_path / "knn",
+        seed=3, evaluation={"calibration_folds": 3, "cost_budgets": [0.5]},
+    )  # fmt: skip
+    recorded = meta["calibration"]["targets"]
+    router = load_router(tmp_path / "knn")
+    config = load_config(rf.write_config(tmp_path / "c.yaml"))
+
+    def health(app):
+        async def go():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://codyn") as c:
+                return (await c.get("/health")).json()
+
+        return asyncio.run(go())
+
+    settings = {"log_path": str(tmp_path / "calls.jsonl")}
+    app = create_app(router, config, settings=settings)
+    h = health(app)
+    assert h["cost_weight"] == recorded["parity"]["cost_weight"]
+    assert "target parity" in h["cost_weight_source"] and "out-of-fold" in h["cost_weight_source"]
+    r = post(app, {"model": "codyn-auto", "messages": user(HARD)})
+    assert r.status_code == 200 and r.json()["codyn"]["cost_weight"] == h["cost_weight"]
+    app = create_app(router, config, settings={**settings, "target": "budget-0.5"})
+    assert health(app)["cost_weight"] == recorded["budget-0.5"]["cost_weight"]
+    app = create_app(router, config, settings={**settings, "cost_weight": 0.7})
+    assert (
+        health(app)["cost_weight"] == 0.7
+        and health(app)["cost_weight_source"] == "serve.cost_weight"
+    )
+    with pytest.raises(CodynError, match="no calibration target 'budget-0.9'"):
+        create_app(router, config, settings={**settings, "target": "budget-0.9"})
+    # a router saved without an out-of-fold calibration (as before it existed)
+    old = load_router(rf.train_router("knn", targets, tmp_path / "old", {"k": 3}))
+    h = health(create_app(old, config, settings=settings))
+    assert (
+        h["cost_weight"] == 0.0 and "records no out-of-fold calibration" in h["cost_weight_source"]
+    )

@@ -4,8 +4,10 @@ Inputs: the score matrix (raw scores, per-call dollars, whether answers were
 simulated), the router's predictions
 ``results/predictions/{router}/{setting}/{dataset}.parquet`` (``task_id``, ``split``,
 ``pred::<model>``; -inf where the router cannot pick a model), and for a training
-dataset its ``split.json``. A training dataset is evaluated on its test rows and the
-cost weight is calibrated on its train rows; a generalisation dataset (A.4; a split
+dataset its ``split.json``. A training dataset is evaluated on its test rows, and the
+cost weights that training chose on out-of-fold predictions of its train rows (router.json
+``calibration``, carried in the predictions' metadata) are applied to them and reported
+per target beside the SBS, with a paired bootstrap interval; a generalisation dataset (A.4; a split
 with ``held_out`` true and no train ids, or no split at all) is evaluated on all of
 its rows, with the SBS taken over those same rows and no calibration.
 
@@ -33,7 +35,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from codyn.errors import InputError
-from codyn.evaluation import metrics, sweep
+from codyn.evaluation import calibration, metrics, sweep
 from codyn.io import read_json, write_json
 from codyn.matrix import Matrix
 from codyn.splits import read_split
@@ -134,8 +136,9 @@ def evaluate(
     costs: dict[str, float],
     split_path: str | Path | None = None,
     sweep_points: int = 41,
-    target_share: float = 0.2,
     cpt_levels=(0.5, 0.8),
+    bootstrap_resamples: int = 1000,
+    bootstrap_seed: int = 0,
 ) -> dict:
     """The evaluation record of one (dataset, router, setting)."""
     matrix = Matrix.load(matrix_path)
@@ -248,19 +251,31 @@ def evaluate(
     )
     record["curve"] = curve
 
-    if train_ids:
-        p_train = _rows(pred, train_ids, str(predictions_path))
-        w = sweep.calibrate(p_train, cost_vec, target_share)
+    recorded = pred.attrs["meta"].get("calibration")
+    if train_ids and recorded and recorded.get("method") == calibration.METHOD:
+        # The weights were chosen at training on out-of-fold predictions of the train rows;
+        # the test rows are touched here once, to report what they give.
         record["calibration"] = {
-            "target_share": target_share,
-            "cost_weight": w,
-            "train_share": sweep.share_most_expensive(p_train, cost_vec, w),
-            "test_share": sweep.share_most_expensive(p_eval, cost_vec, w),
-            "test": metrics.summarise_choice(
-                router_scores, cost_vec, sweep.decide(p_eval, cost_vec, w), usd, models
-            ),
-            "most_expensive": models[int(np.argmax(cost_vec))],
+            key: recorded.get(key) for key in ("method", "folds", "fold_seed", "n_rows", "sbs")
         }
+        record["calibration"]["targets"] = calibration.apply_to_test(
+            recorded,
+            p_eval,
+            router_scores,
+            cost_vec,
+            sbs_index,
+            usd=usd,
+            models=models,
+            n_resamples=bootstrap_resamples,
+            seed=bootstrap_seed,
+        )
+        record["calibration"]["most_expensive"] = models[int(np.argmax(cost_vec))]
+    elif train_ids:
+        log.warning(
+            "%s: the router records no out-of-fold calibration (trained before it existed, or "
+            "with calibration_folds 0): no calibrated operating point is reported",
+            predictions_path,
+        )
     return record
 
 

@@ -278,3 +278,20 @@ def curve_metrics(
         "cpt": {f"{lv:g}": cpt(cost, eff, lv, e_weak, e_strong) for lv in levels},
         "aiq": aiq(cost, eff, c_lo, 1.0),
     }
+
+
+def paired_bootstrap(diff, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """Mean of per-row paired differences (router minus reference on the same rows) and its
+    percentile bootstrap interval: rows are resampled with replacement, so the interval
+    carries the test split's sampling noise, which is what a single split's number hides."""
+    d = np.asarray(diff, dtype=float)
+    if d.ndim != 1 or len(d) == 0:
+        raise ValueError("paired_bootstrap needs a non-empty 1-D array of differences")
+    if n_resamples < 1:
+        raise ValueError("n_resamples must be >= 1")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(int(n_resamples), len(d)))].mean(axis=1)
+    alpha = (1.0 - level) / 2
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return {"mean": float(d.mean()), "lo": float(lo), "hi": float(hi), "level": level,
+            "n_resamples": int(n_resamples), "seed": int(seed)}  # fmt: skip

@@ -157,23 +157,39 @@ def share_most_expensive(pred, costs, cost_weight: float) -> float:
     return float(metrics.shares(idx, len(c))[int(np.argmax(c))])
 
 
-def calibrate(pred_train, costs, target_share: float, iterations: int = 60) -> float:
-    """Smallest cost weight whose share of calls to the most expensive model is <= target.
+def smallest_weight(pred, costs, measure, limit: float, iterations: int = 60) -> float:
+    """Smallest cost weight w with ``measure(w) <= limit``, for a ``measure`` that does not
+    increase with w (the share of calls to the most expensive model, the Eq. 2 cost).
 
-    Found by bisection on [w_min, w_max] of the train rows (the share is a
-    non-increasing step function of the weight, so the realised share can sit below
-    the target). A negative weight means the router's plain choice sends fewer calls
-    to the most expensive model than the target allows.
+    Bisection on [w_min, w_max] of ``pred`` (a step function: the realised value can sit
+    below the limit). w_max itself is returned when even it does not meet the limit.
     """
-    if not 0.0 <= target_share <= 1.0:
-        raise ValueError("target_share must lie in [0, 1]")
-    lo, hi = w_min(pred_train, costs), w_max(pred_train, costs)
-    if share_most_expensive(pred_train, costs, lo) <= target_share:
+    lo, hi = w_min(pred, costs), w_max(pred, costs)
+    if measure(lo) <= limit:
         return lo
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
-        if share_most_expensive(pred_train, costs, mid) <= target_share:
+        if measure(mid) <= limit:
             hi = mid
         else:
             lo = mid
     return hi
+
+
+def calibrate(pred, costs, target_share: float, iterations: int = 60) -> float:
+    """Smallest cost weight whose share of calls to the most expensive model is <= target.
+
+    A negative weight means the router's plain choice sends fewer calls to the most
+    expensive model than the target allows. Which rows ``pred`` holds is the caller's
+    choice: :mod:`codyn.evaluation.calibration` passes out-of-fold predictions of the
+    training split, never the rows the router was fitted on.
+    """
+    if not 0.0 <= target_share <= 1.0:
+        raise ValueError("target_share must lie in [0, 1]")
+    return smallest_weight(
+        pred,
+        costs,
+        lambda w: share_most_expensive(pred, costs, w),
+        target_share,
+        iterations,
+    )

@@ -1,5 +1,5 @@
 """Tables from evaluation records: Table 2, the generalisation table (A.4) and the
-curve-metric table (APGR, CPT, AIQ, calibrated cost weight).
+curve-metric table (APGR, CPT, AIQ, and the operating points chosen out-of-fold).
 
 Every table carries where its numbers come from: an ``answers`` column in the CSV
 ("simulated" or "real", read from the matrix metadata via the evaluation records)
@@ -281,7 +281,41 @@ def write_table2(
     return df
 
 
+def operating_points_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per (dataset, router, setting, calibration target): the weight chosen on
+    out-of-fold predictions of train, what it gave there, and on test beside the SBS."""
+    rows = []
+    for r in records:
+        cal = r.get("calibration") or {}
+        sbs = r["references"]["sbs"]
+        for name, t in (cal.get("targets") or {}).items():
+            diff = t["test_effectiveness_minus_sbs"]
+            rows.append(
+                {
+                    "dataset": r["dataset"],
+                    "router": r["router"],
+                    "setting": r["setting"],
+                    "target": name,
+                    "w": t["cost_weight"],
+                    "OOF E": t["oof"]["effectiveness"],
+                    "OOF C": t["oof"]["cost"],
+                    "test E": t["test"]["effectiveness"],
+                    "test C": t["test"]["cost"],
+                    "SBS test E": sbs["effectiveness"],
+                    "SBS test C": sbs["cost"],
+                    "E - SBS": diff["mean"],
+                    "E - SBS lo": diff["lo"],
+                    "E - SBS hi": diff["hi"],
+                    "C / SBS C": t["test_cost_over_sbs"],
+                    "test share": t["test"]["share_most_expensive"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def curves_frame(records: list[dict]) -> pd.DataFrame:
+    """Curve metrics per router and setting, and per calibration target its test E and
+    cost (wide; :func:`operating_points_frame` has the long form)."""
     rows = []
     for r in records:
         curve, cal = r.get("curve"), r.get("calibration")
@@ -300,16 +334,13 @@ def curves_frame(records: list[dict]) -> pd.DataFrame:
             row[f"CPT{round(float(level) * 100):d}"] = value
         row["AIQ"] = curve["aiq"]
         if cal:
-            row.update(
-                {
-                    "target share": cal["target_share"],
-                    "calibrated w": cal["cost_weight"],
-                    "train share": cal["train_share"],
-                    "test share": cal["test_share"],
-                    "test E at w": cal["test"]["effectiveness"],
-                    "test C at w": cal["test"]["cost"],
-                }
-            )
+            row["SBS test E"] = r["references"]["sbs"]["effectiveness"]
+            row["SBS test C"] = r["references"]["sbs"]["cost"]
+            for name, t in cal["targets"].items():
+                row[f"{name} w"] = t["cost_weight"]
+                row[f"{name} test E"] = t["test"]["effectiveness"]
+                row[f"{name} test C"] = t["test"]["cost"]
+                row[f"{name} E - SBS"] = t["test_effectiveness_minus_sbs"]["mean"]
         rows.append(row)
     df = pd.DataFrame(rows)
     if len(df):
@@ -321,18 +352,43 @@ def curves_frame(records: list[dict]) -> pd.DataFrame:
 def write_curves(records: list[dict], out_csv, out_md) -> pd.DataFrame:
     df = curves_frame(records)
     write_csv(df, out_csv)
+    curve_cols = [
+        c
+        for c in df.columns
+        if not any(c.endswith(k) for k in (" w", " test E", " test C", " E - SBS"))
+    ]
+    curve_cols = [c for c in curve_cols if c not in ("type", "answers", "SBS test E", "SBS test C")]
+    points = operating_points_frame(records)
     note = (
-        f"{banner(records)}\n\nAPGR = mean performance gap recovered between the cheapest model (weak) and the "
+        f"{banner(records)}\n\nCurve descriptions (the whole test curve, no operating point chosen): "
+        "APGR = mean performance gap recovered between the cheapest model (weak) and the "
         "single best model (strong) over their Eq. 2 cost range; CPT(x) = lowest Eq. 2 cost that recovers x of "
         "that gap; AIQ = RouterBench's area under the non-decreasing convex hull over the full cost range. "
-        "Calibrated w: the smallest cost weight whose share of calls to the most expensive model on the train "
-        "split is at most the target; test share is what that weight realises on the test split.\n\n"
+        "A cost read off the test curve is an upper bound on what a deployer gets.\n\n"
     )
+    points_note = (
+        "\n\n## Operating points chosen out-of-fold\n\nEach cost weight w was chosen at training on "
+        "out-of-fold predictions of the train split (K-fold cross-fitting; never on fitted rows or test) "
+        "for its target: parity = cheapest w whose OOF effectiveness reaches the SBS's; budget-B = "
+        "smallest w whose OOF cost is <= B x the SBS's; share-P = smallest w sending <= P of calls to "
+        "the most expensive model. Test E / C are what that w gives on the test split; E - SBS is "
+        "paired on the same test rows, with a 95% bootstrap interval [lo, hi].\n\n"
+    )
+    if len(points):
+        shown = points.copy()
+        shown["E - SBS [95% CI]"] = [
+            f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+            for m, lo, hi in zip(
+                shown["E - SBS"], shown["E - SBS lo"], shown["E - SBS hi"], strict=True
+            )
+        ]
+        shown = shown.drop(columns=["E - SBS", "E - SBS lo", "E - SBS hi"])
+        points_md = points_note + to_markdown(shown)
+    else:
+        points_md = points_note + "(no router records an out-of-fold calibration)\n"
     write_text(
         out_md,
-        "# Deferral-curve metrics\n\n"
-        + note
-        + to_markdown(df.drop(columns=["type", "answers"], errors="ignore")),
+        "# Deferral-curve metrics\n\n" + note + to_markdown(df[curve_cols]) + points_md,
     )
     return df
 

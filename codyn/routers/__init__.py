@@ -27,8 +27,9 @@ ROUTER_TYPES = {
     "sbs": ("codyn.routers.baselines", "SbsRouter"),
     "cheapest": ("codyn.routers.baselines", "CheapestRouter"),
 }
-# Config keys that say how to run a job, not what the router is.
-RUN_KEYS = ("gpu", "mem_mb", "runtime")
+# Config keys that say how to run a job, not what the router is (calibration_folds: how
+# many folds the training job cross-fits to choose the cost weight, codyn.evaluation.calibration).
+RUN_KEYS = ("gpu", "mem_mb", "runtime", "calibration_folds")
 
 
 def router_class(router_type: str) -> type[Router]:

@@ -16,7 +16,10 @@ recorded in router.json; the others score -inf.
 Checkpoint folder (like Hugging Face ``save_pretrained``)::
 
     router.json      what it is: type, params, models, costs, setting, lambda2,
-                     trained_on (files + sha256), metrics, codyn version, simulated
+                     trained_on (files + sha256), metrics, codyn version, simulated,
+                     calibration (cost weights chosen out-of-fold; see
+                     codyn.evaluation.calibration)
+    oof_predictions.parquet   the out-of-fold predictions those weights were chosen on
     <weights>        model.safetensors / an HF folder / model.joblib, per type
 
 ``router.json`` is written last, so a folder without it is an unfinished save. It ends
@@ -83,6 +86,9 @@ class Router:
         self.trained_on: list[dict] = []
         self.metrics: dict[str, Any] = {}
         self.candidates: list[str] | None = None  # None: every model
+        # Cost weights chosen on out-of-fold predictions (codyn.evaluation.calibration);
+        # set by the training pipeline, None when none were chosen.
+        self.calibration: dict | None = None
 
     # ---- the interface ------------------------------------------------------
     def fit(self, data: RoutingData, portfolio: list[str] | None = None) -> Router:
@@ -175,6 +181,7 @@ class Router:
             "lambda2": self.lambda2,
             "trained_on": self.trained_on,
             "metrics": self.metrics,
+            "calibration": self.calibration,
             "state": self._state(),
             "codyn_version": __version__,
             "simulated": self.simulated,
@@ -210,6 +217,7 @@ class Router:
         router.simulated = bool(meta.get("simulated", False))
         router.trained_on = meta.get("trained_on", [])
         router.metrics = meta.get("metrics", {})
+        router.calibration = meta.get("calibration")
         try:
             router._load_state(meta.get("state") or {})
             router._load_weights(directory)

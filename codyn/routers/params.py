@@ -39,6 +39,8 @@ _COMMON = {
         ]
     },
     "pair_max_cost_ratio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    # folds of the out-of-fold cost-weight calibration (codyn.evaluation.calibration)
+    "calibration_folds": _NONNEG_INT,
 }
 _EMBEDDING = {
     "encoder": _ENCODER,

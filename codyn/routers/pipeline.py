@@ -6,7 +6,8 @@ Predictions file ``results/predictions/{router}/{setting}/{dataset}.parquet``: c
 the router cannot pick), and for autoregressive routers ``malformed`` (the router's
 output was not a valid ranking; the row's predictions are its fallback ranking);
 Parquet metadata ``codyn`` = {router, type, setting, models, costs, dataset, simulated,
-malformed (count), on_malformed and decoding (autoregressive routers), router_sha256}.
+malformed (count), on_malformed and decoding (autoregressive routers), router_sha256,
+calibration (router.json's out-of-fold cost weights)}.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from codyn.errors import InputError
+from codyn.evaluation import calibration
+from codyn.evaluation.evaluate import SWEPT_TYPES
 from codyn.io import atomic_path, honour_umask, sha256_file
 from codyn.ranking import ranking_score
 from codyn.routers import load_router, make_router
@@ -44,8 +47,16 @@ def train_router(
     portfolio: list[str] | None = None,
     lambda2: float | None = None,
     threads: int | None = None,
+    evaluation: dict | None = None,
 ) -> dict:
     """Fit the router ``params`` describes on the train rows and save it to ``out_dir``.
+
+    Routers with a cost knob also get their cost weights chosen on out-of-fold predictions
+    of the train rows (:mod:`codyn.evaluation.calibration`; K = the entry's
+    ``calibration_folds``, else ``evaluation.calibration_folds``; targets from
+    ``evaluation``): K more fits on K-1 folds each, recorded in router.json ``calibration``
+    with the predictions in ``oof_predictions.parquet``. The router saved is the one fitted
+    on all train rows.
 
     Every input check (portfolio, cost setting, finite targets, non-empty set, router
     params) runs before training; the folder appears only when training succeeded.
@@ -77,11 +88,29 @@ def train_router(
         setting,
     )
     router.fit(data, portfolio=portfolio)
+    evaluation = dict(evaluation or {})
+    folds = int(params.get("calibration_folds", evaluation.get("calibration_folds", 5)))
+    oof = None
+    if params["type"] in SWEPT_TYPES and folds > 0:
+        oof = calibration.cross_fit(
+            lambda: make_router(params["type"], params, seed=seed), data, folds, seed
+        )
+        router.calibration = calibration.choose_weights(
+            oof, calibration.targets_from_config(evaluation)
+        )
+        log.info(
+            "cost weights chosen on out-of-fold predictions (%d folds, %.1fs more training): %s",
+            folds,
+            oof.fit_seconds,
+            {k: round(v["cost_weight"], 4) for k, v in router.calibration["targets"].items()},
+        )
     out_dir = Path(out_dir)
     # Save aside and swap in, so a failed save never leaves a folder that looks done.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        if oof is not None:
+            calibration.save_oof(oof, tmp)
         router.save(tmp)
         honour_umask(tmp, directory=True)
         if out_dir.exists():
@@ -148,6 +177,8 @@ def predict_router(
         "router_sha256": sha256_file(router_dir / ROUTER_JSON),
         "targets_sha256": sha256_file(targets_path),
         "predict_seconds": round(seconds, 3),
+        # the cost weights chosen out-of-fold at training (evaluation applies them to test)
+        "calibration": router.calibration,
     }
     if hasattr(router, "last_malformed"):
         info["malformed"] = int(router.last_malformed)
