@@ -39,7 +39,7 @@ rule oracle_gap:
 # visible-example verdicts (scoring.visible), chosen on train and evaluated on test per
 # seed, beside the SBS and the oracle (codyn/evaluation/cascade_report.py).
 CASCADE_MD = P.CASCADE.removesuffix(".csv") + ".md"
-CASCADE_PNG = P.FIGURES + "/cascade.png"
+CASCADE_PNG = f"{P.FIGURES}/cascade.png"
 
 cascade_targets = lambda: (
     [P.CASCADE, CASCADE_MD, CASCADE_PNG] if config["scoring"].get("visible") else []

@@ -621,6 +621,8 @@ def test_concurrent_malformed_requests_leave_good_ones_alone(server_a):
             assert 400 <= status < 500, body
             assert body["error"]["type"] == "invalid_request_error"
     assert server_a["proc"].poll() is None
+
+
 def test_codyn_auto_uses_the_weight_chosen_out_of_fold(tmp_path, monkeypatch):
     """codyn-auto routes with the weight router.json records for serve.target; serve.cost_weight
     overrides it; a router.json without one falls back to 0 and says so."""
