@@ -46,6 +46,7 @@ import argparse
 import itertools
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,13 +54,17 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from codyn.config import load_config, relative_costs
 from codyn.evaluation import calibration, metrics, sweep
 from codyn.evaluation.evaluate import SWEPT_TYPES
 from codyn.importers import import_matrix
 from codyn.io import write_json, write_text
+from codyn.matrix import VISIBLE_PREFIX, Matrix
+from codyn.paths import experiment_from_configfiles, layout
 from codyn.routers import make_router
+from codyn.routers.cascade import Arrays, evaluate_split
 from codyn.routers.header import HeaderFeatures
 from codyn.routing_data import load_routing_data
 from codyn.splits import build_targets, make_split, save_targets
@@ -72,6 +77,15 @@ MATRICES = {
     "lcb-ladder5-meta": (["config/lcb-ladder5.yaml", "config/lcb-ladder5-meta.yaml"], "lcb"),
     "routerbench-mbpp": (["config/routerbench-mbpp.yaml"], "routerbench-mbpp"),
     "lcb-all": (["config/lcb-all.yaml"], "lcb"),
+}
+# Matrices the pipeline builds from REPLAYED published answers (MapCoder's GPT-3.5 /
+# GPT-4-Turbo systems, scored by our own sandbox, with visible-example verdicts for the
+# verified cascade): config, datasets (several = their union). Built by Snakemake on first use.
+PIPELINE_MATRICES = {
+    "replay-humaneval": (["config/replay-mirror.yaml"], ["humaneval"]),
+    "replay-mbpp": (["config/replay-mirror.yaml"], ["mbpp"]),
+    "replay-apps": (["config/replay-mirror.yaml"], ["apps"]),
+    "replay-union": (["config/replay-mirror.yaml"], ["humaneval", "mbpp", "apps"]),
 }
 DEFAULT_MATRICES = ["lcb-ladder5", "lcb-ladder5-meta", "routerbench-mbpp"]
 # The parity-cost goals of the earlier issue, now checked on the deployable parity point.
@@ -163,6 +177,57 @@ def select_recipe(
     return best[1], best[2], tried
 
 
+def pipeline_matrix(name: str, cfg_paths: list[str], datasets: list[str]) -> Matrix:
+    """The pipeline's matrix of ``datasets`` (their union when several), built with Snakemake
+    from the replayed answers when it is not there yet."""
+    config = load_config("config.yaml", *cfg_paths)
+    where = layout(experiment_from_configfiles(config, cfg_paths))
+    paths = [Path(where.MATRIX.format(dataset=d)) for d in datasets]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        LOG.info("%s: building %s with Snakemake", name, missing)
+        snakemake = str(Path(sys.executable).with_name("snakemake"))
+        done = subprocess.run(
+            [snakemake, "--cores", str(os.cpu_count() or 2), *missing, "--configfile", *cfg_paths],
+            cwd=REPO,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"router_quality: building {missing} failed")
+    parts = [Matrix.load(p) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    frame = pd.concat([p.frame for p in parts], ignore_index=True)
+    # One split over the union (the split is derived from the dataset name).
+    frame["dataset"] = name
+    meta = {**parts[0].meta, "dataset": name, "union_of": datasets}
+    return Matrix(frame, list(parts[0].models), dict(parts[0].costs), False, name, meta)
+
+
+def cascade_seed(matrix: Matrix, split: dict, seed: int, resamples: int) -> dict | None:
+    """The verified cascade on the same split: chosen on train rows only, evaluated on test
+    (codyn.routers.cascade.evaluate_split); None without visible-example verdicts."""
+    if not any(c.startswith(VISIBLE_PREFIX) for c in matrix.frame.columns):
+        return None
+    arrays = Arrays.from_matrix(matrix)
+    pos = {t: i for i, t in enumerate(arrays.task_ids)}
+    record, _ = evaluate_split(
+        arrays, [pos[t] for t in split["train"]], [pos[t] for t in split["test"]], seed=seed
+    )
+    return {
+        "chosen": record["choice"]["chosen"]["name"],
+        "test_effectiveness": record["test"]["effectiveness"],
+        "sbs_effectiveness": record["sbs"]["effectiveness"],
+        "test_effectiveness_minus_sbs": {
+            "mean": record["cascade_minus_sbs"]["mean"],
+            "lo": record["cascade_minus_sbs"]["ci95"][0],
+            "hi": record["cascade_minus_sbs"]["ci95"][1],
+        },
+        "test_cost_over_sbs": record["cost_over_sbs"],
+        "test_usd_over_sbs": record["usd_over_sbs"],
+        "stop_share": record["test"]["stop_share"],
+    }
+
+
 def run_seed(
     name, matrix, seed, routers, settings, normalisation, workdir, folds, resamples, tolerance
 ) -> dict:
@@ -194,6 +259,9 @@ def run_seed(
         calibration.Target("budget", b) for b in BUDGETS
     ]
     out = {"seed": seed, "reference": ref, "routers": {}}
+    cascade = cascade_seed(matrix, split, seed, resamples)
+    if cascade is not None:
+        out["cascade"] = cascade
     for rname in routers:
         started = time.perf_counter()
         spec = ROUTERS[rname]
@@ -352,6 +420,17 @@ def summarise(results: dict, routers: list[str], settings: dict, args_line: str)
         )
         lines.append("")
         lines += deployable_rows(seeds, routers)
+        if all("cascade" in s for s in seeds):
+            cas = [s["cascade"] for s in seeds]
+            lines += [
+                "",
+                "Verified cascade (chosen on train, every stage paid; beyond the paper): "
+                f"E - SBS {_mean_ci([c['test_effectiveness_minus_sbs'] for c in cas])}, "
+                f"C / SBS C {_ms([c['test_cost_over_sbs'] for c in cas])}, "
+                f"$ / SBS $ {_ms([c['test_usd_over_sbs'] for c in cas])}; chosen: "
+                + ", ".join(c["chosen"] for c in cas)
+                + ".",
+            ]
         lines += [
             "",
             "### Per seed (E - SBS with 95% interval; C / SBS C; recipe chosen inside train)",
@@ -484,7 +563,12 @@ def plot(results: dict, routers: list[str], path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--matrices", nargs="+", default=DEFAULT_MATRICES, choices=list(MATRICES))
+    ap.add_argument(
+        "--matrices",
+        nargs="+",
+        default=DEFAULT_MATRICES,
+        choices=[*MATRICES, *PIPELINE_MATRICES],
+    )
     ap.add_argument("--routers", nargs="+", default=DEFAULT_ROUTERS, choices=list(ROUTERS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument(
@@ -551,6 +635,21 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     started = time.perf_counter()
     for name in args.matrices:
+        if name in PIPELINE_MATRICES:
+            cfg_paths, datasets = PIPELINE_MATRICES[name]
+            config = load_config("config.yaml", *cfg_paths)
+            matrix = pipeline_matrix(name, cfg_paths, datasets)
+            settings = config["cost_settings"]
+            with tempfile.TemporaryDirectory() as work:
+                seeds = [
+                    run_seed(name, matrix, seed, args.routers, settings, args.normalisation,
+                             work, args.folds, args.resamples, args.parity_tolerance)
+                    for seed in args.seeds
+                ]  # fmt: skip
+            results[name] = {"config": cfg_paths, "normalisation": args.normalisation,
+                             "seeds": seeds, "models": list(matrix.models),
+                             "costs": dict(matrix.costs)}  # fmt: skip
+            continue
         cfg_paths, dataset = MATRICES[name]
         config = load_config("config.yaml", *cfg_paths)
         if (config["datasets"].get(dataset) or {}).get("adapter") != "import":
