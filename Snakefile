@@ -23,6 +23,7 @@ rule all:
     default_target: True
     input:
         data_targets(),
+        plan_targets(),
         generate_targets(),
         score_targets(),
         agreement_targets(),

@@ -503,6 +503,18 @@ def check_plan(config: dict, out_json=None, out_txt=None, cache_dir="cache") -> 
     return plan
 
 
+def gate(config: dict, cache_dir="cache") -> Plan:
+    """The first thing every run does (Snakemake's onstart): stop before any job when a
+    dataset cannot be scored or the estimate exceeds ``budget_usd``; prints the reasons."""
+    plan = make_plan(config, cache_dir=cache_dir)
+    problems = plan.problems()
+    if problems:
+        message = "run stopped before generation: " + " | ".join(problems)
+        print(f"codyn plan: {message}", file=sys.stderr)
+        raise InputError(message, field="plan")
+    return plan
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="codyn plan", description=__doc__.split("\n\n")[0])
     p.add_argument(

@@ -1,9 +1,15 @@
 # Stage: generate (see DESIGN.md section 3). First the plan (codyn/plan.py): every
 # dataset's tasks scorable, and the estimated dollars within budget_usd, else the run
-# stops before any call. Then one job per (dataset, model): ask the model every task,
+# stops before any job starts (onstart, below; rule plan writes the same plan to read).
+# Not an input of generate: Snakemake does not re-check the params of jobs downstream of
+# a job it reruns when that input is ancient(), so a re-plan would hide a model's changed
+# params, and a plain input would make every answer stale after any re-plan. Then one job per (dataset, model): ask the model every task,
 # through the response cache under cache/ (never a declared output, so a failed job
 # keeps what it paid for; see codyn/cache.py).
 from codyn import generate as codyn_generate
+from codyn import plan as codyn_plan
+
+plan_targets = lambda: [P.PLAN, P.PLAN_TXT] if generate_targets() else []
 
 generate_targets = lambda: expand(
     P.RESPONSES,
@@ -48,9 +54,6 @@ rule generate:
         replay=lambda wildcards: codyn_generate.replay_inputs(
             config, wildcards.model, wildcards.dataset
         ),
-        # ancient: runs after the plan, but a new plan (another dataset added) does not
-        # make every dataset's answers look stale
-        plan=ancient(P.PLAN),
     output:
         responses=P.RESPONSES,
     log:
@@ -82,3 +85,8 @@ rule generate:
         "answers of {wildcards.model} to the tasks of {wildcards.dataset}"
     script:
         "../scripts/generate.py"
+
+
+onstart:
+    if generate_targets():
+        codyn_plan.gate(config)

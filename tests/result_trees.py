@@ -17,8 +17,18 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 # JSON keys whose values measure the run (how long, when), not what it computed.
+# router_sha256 is the digest of a router folder whose router.json records its fit time.
 RUN_KEYS = frozenset(
-    {"wall_s", "fit_seconds", "seconds", "started", "ended", "elapsed_s", "duration_s"}
+    {
+        "wall_s",
+        "fit_seconds",
+        "seconds",
+        "started",
+        "ended",
+        "elapsed_s",
+        "duration_s",
+        "router_sha256",
+    }
 )
 
 
@@ -34,11 +44,22 @@ def _without_run_keys(obj):
     return obj
 
 
+def _metadata(table) -> dict:
+    """Key-value metadata, JSON values decoded and run keys dropped."""
+    out = {}
+    for key, value in (table.schema.metadata or {}).items():
+        try:
+            out[key] = _without_run_keys(json.loads(value))
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def _same_parquet(a: Path, b: Path) -> str | None:
     ta, tb = pq.read_table(a), pq.read_table(b)
-    if ta.schema.metadata != tb.schema.metadata:
+    if _metadata(ta) != _metadata(tb):
         return "parquet key-value metadata differs"
-    if not ta.schema.equals(tb.schema):
+    if not ta.schema.equals(tb.schema, check_metadata=False):
         return f"parquet schema differs: {ta.schema} vs {tb.schema}"
     if not ta.equals(tb):
         return "parquet rows differ"

@@ -294,12 +294,13 @@ def test_snakemake_rule_runs_generate(repo_root, tmp_path):
         [
             snakemake,
             target,
+            "results/demo/plan/plan.txt",
             "-s",
             str(repo_root / "Snakefile"),
             "--directory",
             str(work),
             "-j1",
-            # rule plan gates every generate job (codyn/plan.py)
+            # onstart gates every run (codyn/plan.py); rule plan writes the plan
             "--allowed-rules",
             "generate",
             "plan",
@@ -321,5 +322,5 @@ def test_snakemake_rule_runs_generate(repo_root, tmp_path):
     assert (work / "provenance" / (target + ".json")).is_file()
     assert (
         "made-repair [made-repair, source made]: 8 tasks"
-        in (work / "results/plan/plan.txt").read_text()
+        in (work / "results/demo/plan/plan.txt").read_text()
     )

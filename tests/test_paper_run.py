@@ -179,7 +179,7 @@ class Answers:
 
     def task(self, prompt: str) -> dict:
         if prompt not in self.tasks:
-            for path in (self.run_dir / "data" / "tasks").glob("*.jsonl"):
+            for path in (self.run_dir / "data" / "paper" / "tasks").glob("*.jsonl"):
                 for t in read_jsonl(path):
                     self.tasks[t["prompt"]] = t
         return self.tasks[prompt]

@@ -226,6 +226,7 @@ def test_pipeline_stops_before_any_generation(in_tmp):
         timeout=300,
     )
     assert done.returncode != 0
-    log = (in_tmp / "logs" / "demo" / "plan" / "plan.log").read_text()
-    assert "run stopped before generation: dataset 'rbr'" in log
+    assert "run stopped before generation: dataset 'rbr'" in done.stderr
+    # Stopped before any job: not even the tasks were prepared.
     assert not (in_tmp / "results" / "demo" / "responses").exists()
+    assert not (in_tmp / "data" / "demo" / "tasks").exists()
