@@ -27,6 +27,7 @@ RUN_KEYS = frozenset(
         "ended",
         "elapsed_s",
         "duration_s",
+        "predict_seconds",
         "router_sha256",
     }
 )
