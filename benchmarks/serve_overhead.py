@@ -360,28 +360,7 @@ def measure_routing(args, variants: list[str]) -> dict:
                     overlay = root / f"serve-{variant}.yaml"
                     overlay.write_text(yaml.safe_dump({"serve": serve}), encoding="utf-8")
                     configs = [*base_config, overlay]
-                port_file = root / f"serve-{variant}.port"
-                server, port = rf.start_process(
-                    [
-                        "-m",
-                        "codyn.cli",
-                        "serve",
-                        "--router",
-                        str(router_dir),
-                        "--config",
-                        *map(str, configs),
-                        "--port",
-                        "0",
-                        "--port-file",
-                        str(port_file),
-                        "--log-level",
-                        "warning",
-                    ],
-                    port_file,
-                    env,
-                    root / f"serve-{variant}.log",
-                    timeout_s=300,
-                )
+                server, port = serve_process(root, env, variant, router_dir, configs)
                 procs.append(server)
                 url = f"http://127.0.0.1:{port}"
                 run_level(url, prompts, 1, args.warmup, "warmup")

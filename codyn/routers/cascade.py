@@ -291,6 +291,16 @@ def kfold_indices(n: int, k: int, seed: int) -> list[np.ndarray]:
     return [np.sort(part) for part in np.array_split(order, max(2, min(k, n)))]
 
 
+def _rank_cheapest(r: dict) -> tuple:
+    """Cheapest first; ties to the more effective, then the shorter chain, then the name."""
+    return (r["cost"], -r["effectiveness"], len(r["cascade"].stages), r["cascade"].name)
+
+
+def _rank_best(r: dict) -> tuple:
+    """Most effective first; ties to the cheaper, then the shorter chain, then the name."""
+    return (-r["effectiveness"], r["cost"], len(r["cascade"].stages), r["cascade"].name)
+
+
 def choose_cascade(
     arrays: Arrays,
     candidates: list[Cascade],
@@ -330,51 +340,19 @@ def choose_cascade(
         ok = [r for r in table if r["effectiveness"] >= e_sbs - tolerance - 1e-12]
         why = f"cheapest with out-of-fold effectiveness >= SBS {e_sbs:.4f} - {tolerance}"
         if ok:
-            best = min(
-                ok,
-                key=lambda r: (
-                    r["cost"],
-                    -r["effectiveness"],
-                    len(r["cascade"].stages),
-                    r["cascade"].name,
-                ),
-            )
+            best = min(ok, key=_rank_cheapest)
         else:
             why = "none reaches the SBS: best effectiveness, cheapest among ties"
-            best = min(
-                table,
-                key=lambda r: (
-                    -r["effectiveness"],
-                    r["cost"],
-                    len(r["cascade"].stages),
-                    r["cascade"].name,
-                ),
-            )
+            best = min(table, key=_rank_best)
     else:
         ok = [r for r in table if r["cost"] <= budget + 1e-12]
         why = f"best effectiveness at cost <= {budget}"
         pool = ok or table
         if not ok:
             why = f"none within cost {budget}: the cheapest"
-            best = min(
-                pool,
-                key=lambda r: (
-                    r["cost"],
-                    -r["effectiveness"],
-                    len(r["cascade"].stages),
-                    r["cascade"].name,
-                ),
-            )
+            best = min(pool, key=_rank_cheapest)
         else:
-            best = min(
-                pool,
-                key=lambda r: (
-                    -r["effectiveness"],
-                    r["cost"],
-                    len(r["cascade"].stages),
-                    r["cascade"].name,
-                ),
-            )
+            best = min(pool, key=_rank_best)
     record = {
         "rule": why,
         "target": target,
