@@ -299,6 +299,10 @@ def model_config(config: dict, dataset: str, model: str) -> dict:
     (codyn.datasets.fetch.replay_file_name) with the slot's relative cost, as the paper
     did ("the same cost multipliers as with the original models"); prices are dropped
     (nobody is paid for a replayed answer).
+
+    A replay model whose ``replay_file`` maps datasets to files gets only this dataset's
+    file: the entry is the generate job's params, and another dataset's file (one added
+    to the mapping) must not make this dataset's answers stale.
     """
     from codyn.datasets.fetch import replay_file_name
     from codyn.paths import DEFAULT_EXPERIMENT, layout
@@ -306,6 +310,10 @@ def model_config(config: dict, dataset: str, model: str) -> dict:
     base = config["models"][model]
     spec = (config["datasets"][dataset].get("replay_portfolio") or {}).get(model)
     if spec is None:
+        if base.get("backend") == "replay" and isinstance(base.get("replay_file"), dict):
+            from codyn.backends.replay import replay_path
+
+            return {**base, "replay_file": str(replay_path(model, base, dataset))}
         return base
     return {
         "backend": "replay",
