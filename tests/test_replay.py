@@ -362,3 +362,15 @@ def test_nontext_expected_outputs_are_flagged(tmp_path):
     ]
     table = read_replay(_write(tmp_path / "apps.jsonl", rows))
     assert [table[k].published_nontext_outputs for k in ("1", "2", "3")] == [True, False, False]
+
+
+def test_generate_params_carry_only_the_jobs_replay_file():
+    """A replay model's generate job sees its own dataset's file: adding a dataset to the
+    mapping does not change the params (and so the freshness) of the others' jobs."""
+    from codyn.generate import model_config
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    before = model_config(config, "humaneval", "gpt4-cot")
+    config["models"]["gpt4-cot"]["replay_file"]["other"] = "x.jsonl"
+    assert model_config(config, "humaneval", "gpt4-cot") == before
+    assert before["replay_file"].endswith("GPT4-Turbo-CoT-Human-Python3-0-1.jsonl.gz")
