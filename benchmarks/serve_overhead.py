@@ -63,28 +63,7 @@ def humaneval_prompts() -> list[str]:
 
 
 def serve_process(root: Path, env: dict, name: str, router_dir: Path, configs: list[Path]):
-    port_file = root / f"serve-{name}.port"
-    return rf.start_process(
-        [
-            "-m",
-            "codyn.cli",
-            "serve",
-            "--router",
-            str(router_dir),
-            "--config",
-            *map(str, configs),
-            "--port",
-            "0",
-            "--port-file",
-            str(port_file),
-            "--log-level",
-            "warning",
-        ],
-        port_file,
-        env,
-        root / f"serve-{name}.log",
-        timeout_s=300,
-    )
+    return rf.start_serve(router_dir, configs, root, f"serve-{name}", env, timeout_s=300)
 
 
 def run_cascade(root: Path, env: dict, n: int, concurrency: int, warmup: int, workers: int) -> dict:

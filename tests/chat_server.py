@@ -32,28 +32,32 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
+class JSONReplies:
+    """What the test servers share: quiet logs and JSON replies."""
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def _send(self, status: int, body: dict, headers: dict | None = None):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+
 def serve(delay: float, api_key: str | None, port: int = 0) -> ThreadingHTTPServer:
     seen: Counter = Counter()
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JSONReplies, BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Headers and body go out in two writes; without this, Nagle + delayed ACK add
         # 40 ms to every keep-alive request.
         disable_nagle_algorithm = True
-
-        def log_message(self, *args):  # keep test output clean
-            pass
-
-        def _send(self, status: int, body: dict, headers: dict | None = None):
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
 
         def do_GET(self):
             if self.path == "/stats":

@@ -155,6 +155,32 @@ def python_env(cache_dir: Path, extra: dict | None = None) -> dict:
     return env
 
 
+def start_serve(router_dir, configs, root: Path, name: str, env: dict, timeout_s: float = 90.0):
+    """``codyn serve`` on a free port with ``configs``; its log is ``root/<name>.log``."""
+    port_file = root / f"{name}.port"
+    return start_process(
+        [
+            "-m",
+            "codyn.cli",
+            "serve",
+            "--router",
+            str(router_dir),
+            "--config",
+            *map(str, configs),
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            "--log-level",
+            "warning",
+        ],
+        port_file,
+        env,
+        root / f"{name}.log",
+        timeout_s=timeout_s,
+    )
+
+
 def start_process(
     args: list[str], port_file: Path, env: dict, log_file: Path, timeout_s: float = 90.0
 ):

@@ -69,28 +69,8 @@ def start_server(state, name: str, *, models: dict, serve: dict, extra_env: dict
     root = state["root"]
     serve = {"log_path": str(root / f"{name}.jsonl"), **serve}
     config = rf.write_config(root / f"{name}.yaml", models=models, serve=serve)
-    port_file = root / f"{name}.port"
     env = rf.python_env(root / "cache", {"CODYN_SERVE_TOKEN": "", **(extra_env or {})})
-    proc, port = rf.start_process(
-        [
-            "-m",
-            "codyn.cli",
-            "serve",
-            "--router",
-            str(state["router_dir"]),
-            "--config",
-            str(config),
-            "--port",
-            "0",
-            "--port-file",
-            str(port_file),
-            "--log-level",
-            "warning",
-        ],
-        port_file,
-        env,
-        root / f"{name}.log",
-    )
+    proc, port = rf.start_serve(state["router_dir"], [config], root, name, env)
     state["procs"].append(proc)
     return {
         "url": f"http://127.0.0.1:{port}",
