@@ -184,6 +184,7 @@ def test_cli_exit_status(in_tmp):
             "plan",
             "--configfile",
             str(REPO / "config.yaml"),
+            str(REPO / "config" / "demo.yaml"),
             str(cfg),
         ],
         capture_output=True,
