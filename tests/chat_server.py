@@ -5,11 +5,19 @@ listens on (127.0.0.1) as its first stdout line. The model name chooses the
 behaviour, so one server covers every case:
 
 - any name: answer ``echo: <last user message>`` after ``--delay`` seconds;
-- ``throttle-N``: each distinct prompt gets N ``429`` (with Retry-After: 0) before an answer;
+- ``throttle-N``: each distinct prompt gets N ``429`` before an answer;
 - ``error500-N``: each distinct prompt gets N ``500`` before an answer;
 - ``always429`` / ``always500``: never answers;
+- ``retry-after-S-N``: N ``429`` with only ``Retry-After: S`` (whole seconds) per prompt;
 - ``refuse``: ``400`` for prompts containing REFUSE, an answer otherwise;
+- ``no-stream-options``: ``400`` for a request with ``stream_options`` (older servers);
 - ``sleep-S``: waits S seconds before answering (client timeouts).
+
+429 and 500 answers carry ``Retry-After: 0`` and ``retry-after-ms: 1`` (OpenAI's header),
+so a client that honours them (the openai SDK) retries at once: the tests stay fast.
+Streams send the text word by word, a last chunk with ``finish_reason``, and, when the
+request asks ``stream_options.include_usage``, a usage chunk without choices (as OpenAI,
+vLLM and Ollama do).
 
 With ``--api-key K`` every request must carry ``Authorization: Bearer K`` (else 401).
 ``GET /stats`` returns the number of chat requests seen, per prompt.
@@ -59,6 +67,11 @@ def serve(delay: float, api_key: str | None, port: int = 0) -> ThreadingHTTPServ
         # 40 ms to every keep-alive request.
         disable_nagle_algorithm = True
 
+        def _fail(self, status: int):
+            message = "slow down" if status == 429 else "boom"
+            retry = {"Retry-After": "0", "retry-after-ms": "1"}
+            return self._send(status, {"error": {"message": message}}, retry)
+
         def do_GET(self):
             if self.path == "/stats":
                 with lock:
@@ -84,15 +97,17 @@ def serve(delay: float, api_key: str | None, port: int = 0) -> ThreadingHTTPServ
                 count = seen[prompt]
             m = re.fullmatch(r"(throttle|error500)-(\d+)", model)
             if m and count <= int(m.group(2)):
-                if m.group(1) == "throttle":
-                    return self._send(
-                        429, {"error": {"message": "slow down"}}, {"Retry-After": "0"}
-                    )
-                return self._send(500, {"error": {"message": "boom"}})
-            if model == "always429":
-                return self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
-            if model == "always500":
-                return self._send(500, {"error": {"message": "boom"}})
+                return self._fail(429 if m.group(1) == "throttle" else 500)
+            if model in ("always429", "always500"):
+                return self._fail(int(model[-3:]))
+            m = re.fullmatch(r"retry-after-(\d+)-(\d+)", model)
+            if m and count <= int(m.group(2)):
+                return self._send(
+                    429, {"error": {"message": "slow down"}}, {"Retry-After": m.group(1)}
+                )
+            if model == "no-stream-options" and "stream_options" in body:
+                message = "stream_options: extra fields not permitted"
+                return self._send(400, {"error": {"message": message}})
             if model == "refuse" and "REFUSE" in prompt:
                 return self._send(400, {"error": {"message": "prompt refused by policy"}})
             m = re.fullmatch(r"sleep-([\d.]+)", model)
@@ -114,6 +129,11 @@ def serve(delay: float, api_key: str | None, port: int = 0) -> ThreadingHTTPServ
                             {"index": 0, "delta": {"content": piece}, "finish_reason": None}
                         ]
                     }
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                last = [{"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    last.append({"choices": [], "usage": usage})
+                for chunk in last:
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.close_connection = True

@@ -1,9 +1,14 @@
-"""The OpenAI-compatible backend against a real HTTP server process on 127.0.0.1."""
+"""The OpenAI-compatible backend against a real HTTP server process on 127.0.0.1.
+
+The server counts the requests it sees per prompt, so the attempts the SDK makes (its
+retries are the only ones) are counted where they arrive.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 from chat_server import running_server, stats
@@ -41,9 +46,7 @@ def backend(url, model="echo", gen=None, **cfg):
         "params": {},
         **cfg,
     }
-    b = make_backend("m", model_cfg, {**GEN, **(gen or {})})
-    b._sleep = lambda s: None  # Retry-After: 0 anyway; keep the tests fast
-    return b
+    return make_backend("m", model_cfg, {**GEN, **(gen or {})})
 
 
 def ask(b, prompt):
@@ -76,6 +79,31 @@ def test_throttling_that_outlasts_retries_raises(server):
     assert stats(server)["per_prompt"]["never served"] == 3
 
 
+@pytest.mark.parametrize("max_retries", [0, 1, 3])
+def test_500_forever_makes_one_plus_max_retries_attempts(server, max_retries):
+    prompt = f"always failing {max_retries}"
+    with pytest.raises(BackendError) as err:
+        ask(backend(server, "always500", gen={"max_retries": max_retries}), prompt)
+    assert err.value.kind == "server" and err.value.retryable
+    assert stats(server)["per_prompt"][prompt] == 1 + max_retries
+
+
+def test_more_throttles_than_retries_stops_at_the_limit(server):
+    with pytest.raises(BackendError) as err:
+        ask(backend(server, "throttle-5", gen={"max_retries": 2}), "five throttles")
+    assert err.value.kind == "throttled"
+    assert stats(server)["per_prompt"]["five throttles"] == 3
+
+
+def test_retry_after_seconds_is_honoured(server):
+    started = time.perf_counter()
+    c = ask(backend(server, "retry-after-1-1"), "wait a second")
+    assert c.text == "echo: wait a second"
+    assert stats(server)["per_prompt"]["wait a second"] == 2
+    # The SDK waited the server's Retry-After: 1, not its own 0.5 s first backoff.
+    assert 1.0 <= time.perf_counter() - started < 5
+
+
 def test_refusal_is_not_retried(server):
     with pytest.raises(BackendError) as err:
         ask(backend(server, "refuse"), "REFUSE me")
@@ -95,9 +123,51 @@ def test_connection_refused():
     assert err.value.kind == "connection"
 
 
+def streamed(b, prompt):
+    """The text pieces and the Completion (the generator's return value)."""
+    gen = b.stream([{"role": "user", "content": prompt}], b.params())
+    pieces = []
+    while True:
+        try:
+            pieces.append(next(gen))
+        except StopIteration as stop:
+            return pieces, stop.value
+
+
 def test_stream(server):
-    chunks = list(backend(server).stream([{"role": "user", "content": "a b c"}], {}))
-    assert len(chunks) > 1 and "".join(chunks) == "echo: a b c"
+    chunks, done = streamed(backend(server), "a b c")
+    assert len(chunks) > 1 and "".join(chunks) == "echo: a b c" == done.text
+    # the usage chunk asked for with stream_options.include_usage
+    assert (done.input_tokens, done.output_tokens) == (3, 4)
+    assert done.cost_usd == pytest.approx((3 * 1.0 + 4 * 2.0) / 1e6)
+    assert done.finish_reason == "stop" and done.model_id == "echo"
+
+
+def test_stream_retries_before_the_first_byte(server):
+    chunks, done = streamed(backend(server, "throttle-1"), "streamed after a 429")
+    assert "".join(chunks) == "echo: streamed after a 429"
+    assert stats(server)["per_prompt"]["streamed after a 429"] == 2
+
+
+def test_stream_errors_are_backend_errors(server):
+    with pytest.raises(BackendError) as err:
+        streamed(backend(server, "always500", gen={"max_retries": 1}), "stream never served")
+    assert err.value.kind == "server"
+    assert stats(server)["per_prompt"]["stream never served"] == 2
+    with pytest.raises(BackendError) as err:
+        streamed(backend(server, "refuse"), "REFUSE this stream")
+    assert err.value.kind == "refused"
+
+
+def test_stream_from_a_server_without_stream_options(server):
+    b = backend(server, "no-stream-options")
+    chunks, done = streamed(b, "old server")
+    assert "".join(chunks) == "echo: old server" and done.finish_reason == "stop"
+    # no usage chunk: no counts, no dollars (nothing made up)
+    assert (done.input_tokens, done.output_tokens, done.cost_usd) == (None, None, None)
+    assert stats(server)["per_prompt"]["old server"] == 2  # once refused, once without
+    streamed(b, "old server again")
+    assert stats(server)["per_prompt"]["old server again"] == 1  # remembered
 
 
 def test_config_errors():
@@ -105,6 +175,15 @@ def test_config_errors():
         make_backend("m", {"backend": "openai", "model_id": "x", "cost": 1}, GEN)
     with pytest.raises(ConfigError, match="CODYN_TEST_UNSET_KEY"):
         ask(backend("http://127.0.0.1:9/v1", api_key_env="CODYN_TEST_UNSET_KEY"), "x")
+
+
+def test_openai_api_key_of_the_environment_is_never_sent(monkeypatch):
+    # OPENAI_API_KEY is meant for api.openai.com: a server without api_key_env never sees it.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-key-not-for-this-server")
+    with running_server(api_key="sk-env-key-not-for-this-server") as url:
+        with pytest.raises(BackendError) as err:
+            ask(backend(url), "who am i")
+    assert err.value.kind == "access_denied" and not err.value.retryable
 
 
 def test_api_key_used_but_never_written(tmp_path, monkeypatch, caplog):
