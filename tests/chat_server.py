@@ -20,7 +20,8 @@ request asks ``stream_options.include_usage``, a usage chunk without choices (as
 vLLM and Ollama do).
 
 With ``--api-key K`` every request must carry ``Authorization: Bearer K`` (else 401).
-``GET /stats`` returns the number of chat requests seen, per prompt.
+``GET /stats`` returns the number of chat requests seen, per prompt, and how many of
+them carried an Authorization header.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class JSONReplies:
 
 def serve(delay: float, api_key: str | None, port: int = 0) -> ThreadingHTTPServer:
     seen: Counter = Counter()
+    authorized = Counter()
     lock = threading.Lock()
 
     class Handler(JSONReplies, BaseHTTPRequestHandler):
@@ -75,13 +77,17 @@ def serve(delay: float, api_key: str | None, port: int = 0) -> ThreadingHTTPServ
         def do_GET(self):
             if self.path == "/stats":
                 with lock:
-                    self._send(200, {"total": sum(seen.values()), "per_prompt": dict(seen)})
+                    counts = {"total": sum(seen.values()), "per_prompt": dict(seen)}
+                    self._send(200, {**counts, "with_authorization": authorized["n"]})
             else:
                 self._send(404, {"error": {"message": "not found"}})
 
         def do_POST(self):
             length = int(self.headers.get("Content-Length", 0))
             raw = self.rfile.read(length)
+            if "Authorization" in self.headers:
+                with lock:
+                    authorized["n"] += 1
             if self.path.rstrip("/") != "/v1/chat/completions":
                 return self._send(404, {"error": {"message": "not found"}})
             if api_key is not None and self.headers.get("Authorization") != f"Bearer {api_key}":
