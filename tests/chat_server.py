@@ -12,6 +12,8 @@ behaviour, so one server covers every case:
 - ``refuse``: ``400`` for prompts containing REFUSE, an answer otherwise;
 - ``no-stream-options``: ``400`` for a request with ``stream_options`` (older servers);
 - ``sleep-S``: waits S seconds before answering (client timeouts).
+- ``garbage`` / ``no-choices``: a 200 whose body is not JSON / has no ``choices``;
+- ``bad-chunk``: a stream whose second chunk is not JSON.
 
 429 and 500 answers carry ``Retry-After: 0`` and ``retry-after-ms: 1`` (OpenAI's header),
 so a client that honours them (the openai SDK) retries at once: the tests stay fast.
@@ -69,6 +71,13 @@ def serve(delay: float, api_key: str | None, port: int = 0) -> ThreadingHTTPServ
         # 40 ms to every keep-alive request.
         disable_nagle_algorithm = True
 
+        def _send_raw(self, status: int, data: bytes, content_type: str):
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def _fail(self, status: int):
             message = "slow down" if status == 429 else "boom"
             retry = {"Retry-After": "0", "retry-after-ms": "1"}
@@ -116,6 +125,10 @@ def serve(delay: float, api_key: str | None, port: int = 0) -> ThreadingHTTPServ
                 return self._send(400, {"error": {"message": message}})
             if model == "refuse" and "REFUSE" in prompt:
                 return self._send(400, {"error": {"message": "prompt refused by policy"}})
+            if model == "garbage":
+                return self._send_raw(200, b"<html>gateway</html>", "text/html")
+            if model == "no-choices":
+                return self._send(200, {"id": "x", "object": "chat.completion"})
             m = re.fullmatch(r"sleep-([\d.]+)", model)
             time.sleep(float(m.group(1)) if m else delay)
             text = f"echo: {prompt}"
@@ -129,6 +142,10 @@ def serve(delay: float, api_key: str | None, port: int = 0) -> ThreadingHTTPServ
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()
+                if model == "bad-chunk":
+                    self.wfile.write(b'data: {"choices": []}\n\ndata: {not json\n\n')
+                    self.close_connection = True
+                    return
                 for piece in re.findall(r"\S+\s*", text):
                     chunk = {
                         "choices": [

@@ -170,6 +170,19 @@ def test_stream_from_a_server_without_stream_options(server):
     assert stats(server)["per_prompt"]["old server again"] == 1  # remembered
 
 
+@pytest.mark.parametrize("model", ["garbage", "no-choices"])
+def test_a_body_that_is_no_chat_completion_is_a_server_error(server, model):
+    with pytest.raises(BackendError, match="no choices") as err:
+        ask(backend(server, model), f"{model} body")
+    assert err.value.kind == "server"
+
+
+def test_a_stream_chunk_that_is_not_json_is_a_server_error(server):
+    with pytest.raises(BackendError, match="bad stream chunk") as err:
+        streamed(backend(server, "bad-chunk"), "broken stream")
+    assert err.value.kind == "server"
+
+
 def test_config_errors():
     with pytest.raises(ConfigError, match="base_url"):
         make_backend("m", {"backend": "openai", "model_id": "x", "cost": 1}, GEN)

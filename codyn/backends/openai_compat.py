@@ -125,8 +125,10 @@ class OpenAICompatBackend(Backend):
         started = time.perf_counter()
         data = self._create(messages, params)
         latency = time.perf_counter() - started
-        choice = data.choices[0] if isinstance(data.choices, list) and data.choices else None
-        if choice is None or choice.message is None:
+        # A body that is not JSON comes back as text; one without choices, unvalidated.
+        choices = getattr(data, "choices", None)
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        if choice is None or getattr(choice, "message", None) is None:
             raise BackendError("response has no choices[0].message", kind="server")
         if choice.finish_reason == "content_filter":
             raise BackendError("finish_reason content_filter", kind="refused")
