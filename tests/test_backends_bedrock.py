@@ -181,6 +181,14 @@ def test_no_retry_loop_around_the_client(stubbed):
     # a second call would have raised the Stubber's "no response queued" error instead
 
 
+def test_stream_errors_are_backend_errors(stubbed):
+    backend, stub = stubbed
+    stub.add_client_error("converse_stream", "ThrottlingException", "Too many requests", 429)
+    with pytest.raises(BackendError, match="Too many requests") as err:
+        list(backend.stream([{"role": "user", "content": "hi"}], backend.params()))
+    assert err.value.kind == "throttled"
+
+
 def test_validation_error_is_not_retried(stubbed):
     backend, stub = stubbed
     stub.add_client_error("converse", "ValidationException", "Input is too long", 400)
