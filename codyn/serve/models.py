@@ -299,10 +299,6 @@ class ChatCompletionChunk(BaseModel):
     choices: list[ChunkChoice]
 
 
-def sse(data: BaseModel | dict | str) -> str:
-    """One server-sent event line."""
-    if isinstance(data, BaseModel):
-        data = data.model_dump_json()
-    elif isinstance(data, dict):
-        data = json.dumps(data, ensure_ascii=False)
-    return f"data: {data}\n\n"
+def sse(data: dict) -> str:
+    """One server-sent event."""
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"

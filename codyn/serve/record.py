@@ -80,9 +80,6 @@ class CallRecord:
             rec.prompt, rec.messages = req.prompt, req.chat
         return rec
 
-    def usage(self) -> tuple[int | None, int | None]:
-        return self.input_tokens, self.output_tokens
-
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         del out["log_text"]
