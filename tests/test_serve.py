@@ -784,3 +784,59 @@ def test_quantize_router_is_a_router_method(tmp_path, monkeypatch):
     after = router.predict_scores(prompts)
     assert after.shape == before.shape and np.isfinite(after).all()
     np.testing.assert_allclose(after, before, atol=0.1)
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"messages": user("x")}, "model", "missing required parameter"),
+        ({"model": "m", "messages": [*user("x"), {"role": "bot"}]}, "messages[1].role", "'user'"),
+        (
+            {"model": "m", "messages": user("x"), "temperature": float("inf")},
+            "temperature",
+            "finite",
+        ),
+        ({"model": "m", "messages": user("x"), "top_p": True}, "top_p", "valid number"),
+        ({"model": "m", "messages": user("x"), "max_tokens": 0}, "max_tokens", "greater than"),
+        ({"model": "m", "messages": user("x"), "n": 3}, "n", "only n=1"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "messages[0].content",
+            "text only",
+        ),
+        ({"model": "m", "messages": [{"role": "system", "content": "x"}]}, "messages", "a user"),
+        ({"model": "m", "messages": [{"role": "user"}]}, "messages[0].content", "required"),
+    ],
+)
+def test_request_errors_name_the_field(body, param, words):
+    from codyn.serve import ApiError, parse_chat_request
+
+    with pytest.raises(ApiError) as err:
+        parse_chat_request(body)
+    assert err.value.status == 400 and err.value.param == param and words in err.value.message
+
+
+def test_request_parts_the_server_reads():
+    from codyn.serve import parse_chat_request
+
+    req = parse_chat_request(
+        {
+            "model": "codyn-auto",
+            "messages": [
+                {"role": "developer", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                {"role": "assistant", "content": None, "tool_calls": []},
+            ],
+            "max_tokens": 9,
+            "max_completion_tokens": 5,
+            "temperature": 0,
+            "user": "someone",  # OpenAI fields codyn does not use are accepted
+        }
+    )  # fmt: skip
+    assert req.chat == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "a\nb"},
+        {"role": "assistant", "content": ""},
+    ]
+    assert req.prompt == "a\nb" and req.params == {"temperature": 0, "max_tokens": 5}
+    assert not req.stream and not req.include_usage
