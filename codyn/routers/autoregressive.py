@@ -61,7 +61,12 @@ import numpy as np
 from codyn.errors import InputError
 from codyn.ranking import cheap_first_order
 from codyn.routers.base import Router, resolve_device
-from codyn.routers.lm import resolve_base_model, seed_everything, trainer_progress_callback
+from codyn.routers.lm import (
+    quantize_int8,
+    resolve_base_model,
+    seed_everything,
+    trainer_progress_callback,
+)
 from codyn.routing_data import RoutingData
 from codyn.tiny_models import TINY_NAMES
 
@@ -221,6 +226,10 @@ class _ArRouter(Router):
         self.malformed_total = 0
         self.last_malformed = 0
         self.malformed_rows: np.ndarray | None = None
+
+    def quantize(self) -> list[str]:
+        """int8 dynamic quantization of the LM, for CPU serving."""
+        return quantize_int8(self, ("model",))
 
     # ---- checks and data ----------------------------------------------------
     def _check_data(self, data: RoutingData, where: str) -> None:

@@ -51,7 +51,7 @@ from codyn.ranking import ranking_score
 from codyn.routers.base import ProgressLog, Router, resolve_device
 from codyn.routers.header import HeaderFeatures
 from codyn.routers.linear import expected_scores, fit_expected_score
-from codyn.routers.lm import resolve_base_model, seed_everything
+from codyn.routers.lm import quantize_int8, resolve_base_model, seed_everything
 from codyn.routing_data import RoutingData
 
 log = logging.getLogger(__name__)
@@ -388,6 +388,10 @@ class ClsRouter(Router):
             expected = 1.0 / (1.0 + np.exp(-logits))
             return ranking_score(expected, self.costs, lambda2=self.lambda2)
         return logits
+
+    def quantize(self) -> list[str]:
+        """int8 dynamic quantization of the encoder and the header head, for CPU serving."""
+        return quantize_int8(self, ("model", "header_head"))
 
     def _state(self) -> dict:
         if self.header_head is None:
