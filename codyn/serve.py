@@ -14,7 +14,7 @@ stage, :mod:`codyn.backends`). The request's ``model`` selects the routing:
   an answer passes the prompt's own examples in the sandbox (:mod:`codyn.serve_cascade`).
 
 When the chosen model fails (backend error or ``upstream_timeout_s``), the next model in
-the router's order (:func:`codyn.route_cli.fallback_order`) is tried. The response is the
+the router's order (:func:`codyn.policy.fallback_order`) is tried. The response is the
 OpenAI shape with the served model in ``model``, an ``x-codyn-model`` header, and a
 ``codyn`` object (scores, cost weight, failed attempts, simulated). ``stream: true`` answers
 with server-sent events; a fallback is only possible before the first token.
@@ -64,7 +64,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from codyn.config import load_schema
 from codyn.errors import CodynError, ConfigError
 from codyn.io import sha256_text, write_text
-from codyn.route_cli import AUTO_MODEL, auto_weight, fallback_order, parse_auto_model, score_dict
+from codyn.policy import AUTO_MODEL, auto_weight, fallback_order, parse_auto_model, score_dict
 from codyn.serve_cascade import CASCADE_MODEL, CascadeRunner
 
 log = logging.getLogger("codyn.serve")

@@ -49,7 +49,7 @@ from prometheus_client import Histogram
 from codyn.config import load_schema
 from codyn.errors import ConfigError, InputError
 from codyn.examples import parse_examples, visible_examples
-from codyn.route_cli import AUTO_MODEL
+from codyn.policy import AUTO_MODEL
 from codyn.routers.cascade import ROUTER_STAGE, Cascade
 from codyn.scoring.extract import extract_code
 from codyn.scoring.sandbox import Limits, Sandbox

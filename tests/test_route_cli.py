@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import route_fixtures as rf
 
-from codyn.ranking import choose
-from codyn.route_cli import fallback_order, main, parse_auto_model, read_prompts
+from codyn.policy import choose, fallback_order, parse_auto_model
+from codyn.route_cli import main, read_prompts
 from codyn.routers import load_router
 
 HARD = "Find the shortest path in a weighted graph with Dijkstra and count the shortest paths."
