@@ -81,3 +81,21 @@ def test_score_dict_is_json_safe():
         "mid": None,
         "big": None,
     }
+
+
+def test_fallback_order_follows_choose_and_skips_unpickable():
+    row = np.array([0.2, 0.9, 0.9])
+    assert policy.fallback_order(row, COSTS, 0.0) == [1, 2, 0]  # tie 1/2 -> cheaper first
+    assert policy.fallback_order(row, COSTS, 0.0)[0] == policy.choose(row, COSTS, 0.0)[0]
+    assert policy.fallback_order(row, COSTS, 100.0) == [0, 1, 2]
+    assert policy.fallback_order(np.array([0.5, -np.inf, 0.1]), COSTS, 0.0) == [0, 2]
+    assert policy.fallback_order(np.array([-np.inf] * 3), COSTS, 0.0) == []
+
+
+def test_parse_auto_model():
+    assert policy.parse_auto_model("codyn-auto", 0.3) == 0.3
+    assert policy.parse_auto_model("codyn-auto:0.25", 0.3) == 0.25
+    assert policy.parse_auto_model("sim-small", 0.3) is None
+    for bad in ("codyn-auto:x", "codyn-auto:-1", "codyn-auto:nan", "codyn-auto:inf"):
+        with pytest.raises(ValueError):
+            policy.parse_auto_model(bad, 0.0)
