@@ -60,7 +60,7 @@ import pandas as pd
 from codyn import validate
 from codyn.errors import CodynError, InputError
 from codyn.matrix import SCORE_PREFIX, USD_PREFIX, Matrix
-from codyn.routers.header import format_header
+from codyn.prompts import format_header
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from codyn.backends import make_backend
 from codyn.config import load_config
 from codyn.errors import CodynError
 from codyn.io import read_jsonl
-from codyn.route_cli import fallback_order
+from codyn.policy import fallback_order
 from codyn.routers import load_router
 from codyn.serve import main as serve_main
 

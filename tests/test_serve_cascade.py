@@ -22,7 +22,7 @@ import route_fixtures as rf
 from codyn.config import load_config
 from codyn.errors import ConfigError
 from codyn.io import read_jsonl
-from codyn.route_cli import fallback_order
+from codyn.policy import fallback_order
 from codyn.routers import load_router
 from codyn.routers.cascade import Cascade
 from codyn.scoring.visible import VisibleVerdict

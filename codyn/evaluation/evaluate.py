@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from codyn import policy
 from codyn.errors import InputError
 from codyn.evaluation import calibration, metrics, sweep
 from codyn.io import read_json, write_json
@@ -184,7 +185,7 @@ def evaluate(
     sbs_index = metrics.single_best(sbs_rows, cost_vec)
 
     refs = reference_points(scores, cost_vec, usd, models, sbs_index)
-    choice = sweep.decide(p_eval, cost_vec, 0.0)
+    choice = policy.choose(p_eval, cost_vec, 0.0)
     record = {
         "dataset": dataset or (str(matrix.frame["dataset"].iloc[0]) if len(matrix.frame) else ""),
         "router": router,
@@ -236,7 +237,7 @@ def evaluate(
         c_lo=c_lo,
         levels=cpt_levels,
     )
-    frontier = metrics.pareto_frontier([p.cost for p in points], [p.effectiveness for p in points])
+    frontier = policy.pareto_frontier([p.cost for p in points], [p.effectiveness for p in points])
     curve.update(
         weak=weak["model"],
         strong=models[metrics.single_best(scores, cost_vec)],
@@ -252,7 +253,7 @@ def evaluate(
     record["curve"] = curve
 
     recorded = pred.attrs["meta"].get("calibration")
-    if train_ids and recorded and recorded.get("method") == calibration.METHOD:
+    if train_ids and recorded and recorded.get("method") == policy.CALIBRATION_METHOD:
         # The weights were chosen at training on out-of-fold predictions of the train rows;
         # the test rows are touched here once, to report what they give.
         record["calibration"] = {

@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from codyn import policy  # noqa: E402
 from codyn.evaluation import metrics, tables  # noqa: E402
 from codyn.evaluation.evaluate import SWEPT_TYPES  # noqa: E402
 from codyn.io import atomic_path  # noqa: E402
@@ -454,7 +455,7 @@ def deferral_curves(
             ax.plot(c, e, "-", marker=".", ms=3, lw=1.2, color=color)
             allc.extend(c)
             alle.extend(e)
-        front = metrics.pareto_frontier(allc, alle)
+        front = policy.pareto_frontier(allc, alle)
         fc, fe = np.asarray(allc)[front], np.asarray(alle)[front]
         ax.step(
             np.r_[fc, 1.0], np.r_[fe, fe[-1]], where="post", color="k", ls=":", lw=1.4, zorder=4

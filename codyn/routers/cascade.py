@@ -58,6 +58,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from codyn import policy
 from codyn.errors import InputError
 from codyn.evaluation import metrics
 from codyn.matrix import Matrix
@@ -253,7 +254,7 @@ def run_cascade(arrays: Arrays, cascade: Cascade) -> tuple[pd.DataFrame, dict]:
 def pareto_systems(arrays: Arrays) -> list[str]:
     """Systems on the (cost, mean score) Pareto front of these rows, cheapest first."""
     eff = arrays.scores.mean(axis=0)
-    keep = metrics.pareto_frontier(arrays.costs, eff)
+    keep = policy.pareto_frontier(arrays.costs, eff)
     return [arrays.models[i] for i in keep]
 
 

@@ -48,12 +48,12 @@ from prometheus_client import Histogram
 from codyn.config import load_schema
 from codyn.errors import ConfigError, InputError
 from codyn.examples import parse_examples, visible_examples
+from codyn.policy import AUTO_MODEL
 from codyn.routers.cascade import ROUTER_STAGE, Cascade
 from codyn.scoring.extract import extract_code
 from codyn.scoring.sandbox import Limits, Sandbox
 from codyn.scoring.visible import VisibleVerdict, run_checks
 from codyn.serve.models import Usage, completion_body
-from codyn.serve.routing import AUTO_MODEL
 from codyn.serve.streaming import Chunks, replay
 
 CASCADE_MODEL = "codyn-cascade"

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 # The routing policy the server shares with `codyn route`: its one import in this package.
-from codyn.route_cli import AUTO_MODEL, auto_weight, fallback_order, parse_auto_model, score_dict
+from codyn.policy import AUTO_MODEL, auto_weight, fallback_order, parse_auto_model, score_dict
 from codyn.serve.models import ApiError
 
 __all__ = ["AUTO_MODEL", "Planner", "ScoreBatcher"]
