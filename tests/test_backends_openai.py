@@ -280,3 +280,68 @@ def test_generate_records_errors_and_reasks_them(tmp_path, server):
     assert [r["task_id"] for r in recs] == ["t0", "t1", "t2", "t3"]
     assert recs[1]["text"] is None and recs[1]["error"].startswith("refused")
     assert recs[0]["text"] == "echo: ok one" and recs[0]["simulated"] is False
+
+
+# The awaitable interface `codyn serve` uses (acomplete / astream): same answers, same
+# errors, and a hung upstream is cancelled on the event loop rather than holding a thread.
+
+
+def _arun(coro):
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+async def _astreamed(b, prompt):
+    items = [item async for item in b.astream([{"role": "user", "content": prompt}], b.params())]
+    return items[:-1], items[-1]
+
+
+def test_acomplete_answers_like_complete(server):
+    b = backend(server)
+    c = _arun(b.acomplete([{"role": "user", "content": "async hello"}], b.params()))
+    assert c.text == "echo: async hello" and (c.input_tokens, c.output_tokens) == (2, 3)
+    assert c.cost_usd == pytest.approx((2 * 1.0 + 3 * 2.0) / 1e6) and c.finish_reason == "stop"
+    # a second event loop gets its own client (an async client is bound to its loop)
+    c2 = _arun(b.acomplete([{"role": "user", "content": "async again"}], b.params()))
+    assert c2.text == "echo: async again"
+
+
+def test_astream_pieces_then_completion(server):
+    chunks, done = _arun(_astreamed(backend(server), "a b c async"))
+    assert len(chunks) > 1 and "".join(chunks) == "echo: a b c async" == done.text
+    assert (done.input_tokens, done.output_tokens) == (4, 5) and done.finish_reason == "stop"
+
+
+def test_astream_from_a_server_without_stream_options(server):
+    b = backend(server, "no-stream-options")
+    chunks, done = _arun(_astreamed(b, "old async server"))
+    assert "".join(chunks) == "echo: old async server"
+    assert (done.input_tokens, done.cost_usd) == (None, None)
+    assert stats(server)["per_prompt"]["old async server"] == 2
+    assert b.stream_usage is False
+
+
+def test_async_errors_are_backend_errors(server):
+    b = backend(server, "always500", gen={"max_retries": 1})
+    with pytest.raises(BackendError) as err:
+        _arun(b.acomplete([{"role": "user", "content": "async never"}], b.params()))
+    assert err.value.kind == "server" and stats(server)["per_prompt"]["async never"] == 2
+    with pytest.raises(BackendError, match="bad stream chunk"):
+        _arun(_astreamed(backend(server, "bad-chunk"), "broken async stream"))
+
+
+def test_a_hung_async_call_is_cancelled_at_the_callers_timeout(server):
+    import asyncio
+
+    b = backend(server, "sleep-5", gen={"timeout_s": 30, "max_retries": 0})
+
+    async def bounded():
+        started = time.perf_counter()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                b.acomplete([{"role": "user", "content": "hung"}], b.params()), 0.3
+            )
+        return time.perf_counter() - started
+
+    assert _arun(bounded()) < 2

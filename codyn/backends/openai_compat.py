@@ -14,6 +14,7 @@ the organisation / project variables) of the environment never reach the server.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -73,6 +74,7 @@ class OpenAICompatBackend(Backend):
             )
         self.base_url = str(model_cfg["base_url"]).rstrip("/")
         self._client: openai.OpenAI | None = None
+        self._aclient: tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI] | None = None
         self._headers: dict = {}
         self._lock = threading.Lock()
         # Cleared when the server rejects stream_options (older servers): streams then
@@ -90,33 +92,56 @@ class OpenAICompatBackend(Backend):
             )
         return key
 
+    def _client_args(self) -> dict:
+        key = self._api_key()
+        self._headers = {**_ACCOUNT_HEADERS, **({} if key else _UNKEYED_HEADERS)}
+        return dict(
+            base_url=self.base_url,
+            # The SDK insists on a key; without one the header is omitted per request.
+            api_key=key or "unused",
+            max_retries=int(self.generation_cfg.get("max_retries", 6)),
+            timeout=float(self.generation_cfg.get("timeout_s", 120)),
+        )
+
     @property
     def client(self) -> openai.OpenAI:
         with self._lock:
             if self._client is None:
-                key = self._api_key()
-                self._headers = {**_ACCOUNT_HEADERS, **({} if key else _UNKEYED_HEADERS)}
-                self._client = openai.OpenAI(
-                    base_url=self.base_url,
-                    # The SDK insists on a key; without one the header is omitted per request.
-                    api_key=key or "unused",
-                    max_retries=int(self.generation_cfg.get("max_retries", 6)),
-                    timeout=float(self.generation_cfg.get("timeout_s", 120)),
-                )
+                self._client = openai.OpenAI(**self._client_args())
             return self._client
 
-    def _create(self, messages: list[dict], params: dict, **stream_args):
+    def _async_client(self) -> openai.AsyncOpenAI:
+        # An async client's connections belong to the event loop that opened them.
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._aclient is None or self._aclient[0] is not loop:
+                self._aclient = (loop, openai.AsyncOpenAI(**self._client_args()))
+            return self._aclient[1]
+
+    def _request(self, messages: list[dict], params: dict, **stream_args) -> dict:
         check_messages(messages)
+        # Model params (stop, top_k, ...) go through as they are: servers differ in
+        # which they accept, and the SDK's keyword list is OpenAI's.
+        return dict(
+            model=self.model_id,
+            messages=messages,
+            extra_body=dict(params),
+            extra_headers=self._headers,
+            **stream_args,
+        )
+
+    def _create(self, messages: list[dict], params: dict, **stream_args):
         client = self.client
         try:
-            # Model params (stop, top_k, ...) go through as they are: servers differ in
-            # which they accept, and the SDK's keyword list is OpenAI's.
-            return client.chat.completions.create(
-                model=self.model_id,
-                messages=messages,
-                extra_body=dict(params),
-                extra_headers=self._headers,
-                **stream_args,
+            return client.chat.completions.create(**self._request(messages, params, **stream_args))
+        except openai.OpenAIError as exc:
+            raise backend_error(exc) from None
+
+    async def _acreate(self, messages: list[dict], params: dict, **stream_args):
+        client = self._async_client()
+        try:
+            return await client.chat.completions.create(
+                **self._request(messages, params, **stream_args)
             )
         except openai.OpenAIError as exc:
             raise backend_error(exc) from None
@@ -124,7 +149,9 @@ class OpenAICompatBackend(Backend):
     def complete(self, messages: list[dict], params: dict, task: dict | None = None) -> Completion:
         started = time.perf_counter()
         data = self._create(messages, params)
-        latency = time.perf_counter() - started
+        return self._completion(data, time.perf_counter() - started)
+
+    def _completion(self, data, latency: float) -> Completion:
         # A body that is not JSON comes back as text; one without choices, unvalidated.
         choices = getattr(data, "choices", None)
         choice = choices[0] if isinstance(choices, list) and choices else None
@@ -143,58 +170,112 @@ class OpenAICompatBackend(Backend):
             finish_reason=choice.finish_reason,
         )
 
+    def _stream_args(self) -> dict:
+        return {
+            "stream": True,
+            **({"stream_options": {"include_usage": True}} if self.stream_usage else {}),
+        }
+
+    def _usage_refused(self, exc: BackendError) -> bool:
+        """True (and streams stop asking for usage) when the server rejects stream_options."""
+        if not self.stream_usage or exc.kind != "refused" or "stream_options" not in str(exc):
+            return False
+        self.stream_usage = False
+        return True
+
     def _open_stream(self, messages: list[dict], params: dict):
-        if self.stream_usage:
-            try:
-                return self._create(
-                    messages, params, stream=True, stream_options={"include_usage": True}
-                )
-            except BackendError as exc:
-                if exc.kind != "refused" or "stream_options" not in str(exc):
-                    raise
-                self.stream_usage = False
-        return self._create(messages, params, stream=True)
+        try:
+            return self._create(messages, params, **self._stream_args())
+        except BackendError as exc:
+            if not self._usage_refused(exc):
+                raise
+        return self._create(messages, params, **self._stream_args())
 
     def stream(self, messages: list[dict], params: dict, task: dict | None = None) -> Iterator[str]:
         """Text pieces; returns a Completion with the upstream's usage and finish reason
         (no token counts from a server that sends no usage chunk)."""
-        started = time.perf_counter()
-        pieces: list[str] = []
-        usage, finish = None, None
+        state = _StreamState(self)
         chunks = self._open_stream(messages, params)
         try:
             with chunks:
                 for chunk in chunks:
-                    usage = chunk.usage or usage
-                    for choice in chunk.choices or []:
-                        finish = choice.finish_reason or finish
-                        delta = choice.delta.content if choice.delta else None
-                        if delta:
-                            pieces.append(delta)
-                            yield delta
+                    yield from state.feed(chunk)
         except openai.OpenAIError as exc:
             raise backend_error(exc) from None
         except ValueError as exc:  # a data: line that is not JSON
             raise BackendError(f"bad stream chunk: {exc}", kind="server") from None
-        in_tok, out_tok = _tokens(usage)
-        return Completion(
-            text="".join(pieces),
-            input_tokens=in_tok,
-            output_tokens=out_tok,
-            latency_s=time.perf_counter() - started,
-            cost_usd=self.cost(in_tok, out_tok),
-            model_id=self.model_id,
-            finish_reason=finish,
-        )
+        return state.completion()
+
+    async def acomplete(self, messages: list[dict], params: dict) -> Completion:
+        """:meth:`complete` on the event loop (``codyn serve`` cancels it at its timeout)."""
+        started = time.perf_counter()
+        data = await self._acreate(messages, params)
+        return self._completion(data, time.perf_counter() - started)
+
+    async def astream(self, messages: list[dict], params: dict):
+        """:meth:`stream` on the event loop: text pieces, then the Completion as last item."""
+        state = _StreamState(self)
+        try:
+            chunks = await self._acreate(messages, params, **self._stream_args())
+        except BackendError as exc:
+            if not self._usage_refused(exc):
+                raise
+            chunks = await self._acreate(messages, params, **self._stream_args())
+        try:
+            async with chunks:
+                async for chunk in chunks:
+                    for piece in state.feed(chunk):
+                        yield piece
+        except openai.OpenAIError as exc:
+            raise backend_error(exc) from None
+        except ValueError as exc:
+            raise BackendError(f"bad stream chunk: {exc}", kind="server") from None
+        yield state.completion()
 
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            # An async client is dropped with its loop; closing it needs that loop running.
+            self._aclient = None
 
 
 def _tokens(usage) -> tuple[int | None, int | None]:
     if usage is None:
         return None, None
     return getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
+
+
+class _StreamState:
+    """What a stream has said so far: its text, usage and finish reason."""
+
+    def __init__(self, backend: OpenAICompatBackend):
+        self.backend = backend
+        self.started = time.perf_counter()
+        self.pieces: list[str] = []
+        self.usage = None
+        self.finish = None
+
+    def feed(self, chunk) -> list[str]:
+        self.usage = chunk.usage or self.usage
+        new = []
+        for choice in chunk.choices or []:
+            self.finish = choice.finish_reason or self.finish
+            delta = choice.delta.content if choice.delta else None
+            if delta:
+                new.append(delta)
+        self.pieces += new
+        return new
+
+    def completion(self) -> Completion:
+        in_tok, out_tok = _tokens(self.usage)
+        return Completion(
+            text="".join(self.pieces),
+            input_tokens=in_tok,
+            output_tokens=out_tok,
+            latency_s=time.perf_counter() - self.started,
+            cost_usd=self.backend.cost(in_tok, out_tok),
+            model_id=self.backend.model_id,
+            finish_reason=self.finish,
+        )

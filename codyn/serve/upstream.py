@@ -7,7 +7,8 @@ to the same value). A backend may also offer the awaitable form of that interfac
 ``acomplete`` (a coroutine taking and returning what ``complete`` does) and ``astream`` (an
 async iterator of text pieces whose last item is the :class:`~codyn.backends.base.Completion`).
 Those run on the event loop, so a hung upstream is cancelled at the timeout and holds no
-worker at all.
+worker at all. The ``openai`` backend offers them (on the SDK's async client); Bedrock,
+Hugging Face and the offline backends run in the pool.
 
 When a model fails (backend error, no text, timeout) the next model of the order is asked;
 a stream can fall back only before its first piece.
