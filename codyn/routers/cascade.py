@@ -497,3 +497,48 @@ def summarise_seeds(records: list[dict]) -> dict:
         "usd_over_sbs": ms([r["usd_over_sbs"] for r in records]),
         "chosen": [r["choice"]["chosen"]["name"] for r in records],
     }
+
+
+def compare_no_example_rules(
+    matrix: Matrix, *, seeds=(0, 1, 2, 3, 4), test_size: float = 0.25, dataset: str | None = None
+) -> list[dict]:
+    """Per seed and no-example rule: the cascade chosen on train with only that rule allowed
+    (cross-fitted as :func:`choose_cascade` does), its train effectiveness and cost, and what
+    it gives on test. Also, over every multi-stage chain of the train Pareto front, the mean
+    change escalate - accept on train. Test rows never feed a choice: they are reported."""
+    dataset = dataset or str(matrix.meta.get("dataset") or matrix.frame["dataset"].iloc[0])
+    base = Arrays.from_matrix(matrix)
+    pos = {t: i for i, t in enumerate(base.task_ids)}
+    out = []
+    for seed in seeds:
+        split = make_split(base.task_ids, dataset=dataset, seed=int(seed), test_size=test_size)
+        train = base.rows([pos[t] for t in split["train"]])
+        test = base.rows([pos[t] for t in split["test"]])
+        candidates = candidate_cascades(train)
+        row = {"dataset": dataset, "seed": int(seed)}
+        for rule in NO_EXAMPLE_RULES:
+            allowed = [c for c in candidates if len(c.stages) == 1 or c.no_examples == rule]
+            chosen, record = choose_cascade(train, allowed, seed=int(seed))
+            _, on_test = run_cascade(test, chosen)
+            row[rule] = {
+                "chosen": chosen.name,
+                "train_effectiveness": record["chosen_train_effectiveness"],
+                "train_cost": record["chosen_train_cost"],
+                "sbs_oof_effectiveness": record["sbs_oof_effectiveness"],
+                "test_effectiveness": on_test["effectiveness"],
+                "test_cost": on_test["cost"],
+            }
+        chains = [c for c in candidates if len(c.stages) > 1 and c.no_examples == "accept"]
+        deltas = []
+        for c in chains:
+            _, acc = run_cascade(train, c)
+            _, esc = run_cascade(train, Cascade(c.stages, c.accept_share, "escalate"))
+            deltas.append((esc["effectiveness"] - acc["effectiveness"], esc["cost"] - acc["cost"]))
+        d = np.asarray(deltas, dtype=float).reshape(-1, 2)
+        row["chains"] = len(chains)
+        row["escalate_minus_accept_train"] = {
+            "effectiveness": float(d[:, 0].mean()) if len(d) else math.nan,
+            "cost": float(d[:, 1].mean()) if len(d) else math.nan,
+        }
+        out.append(row)
+    return out
