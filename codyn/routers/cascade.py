@@ -25,8 +25,10 @@ Accounting (:func:`run_cascade`)
     dollars are the sum of the calls' ``usd::m`` (NaN when any is unknown). Reported:
     effectiveness (mean hidden score of the returned answer), cost, dollars, calls per
     prompt, the share of prompts stopping at each stage, and each stage's accept precision
-    (mean hidden score of the answers that stage accepted by the rule). ``per_task`` keeps
-    every prompt's path so effectiveness on hidden-minus-visible tests can be computed.
+    (mean hidden score of the answers that stage accepted by the rule). When the matrix has
+    ``unseen::m`` (hidden tests minus the visible ones, codyn.scoring.unseen), also the
+    returned answers' mean on those (``unseen_effectiveness``, over the prompts not
+    excluded as all-visible; ``n_unseen`` of them), for the cascade, the SBS and the oracle.
 
 Choosing on train only (:func:`choose_cascade`)
     Candidates: every ordered chain of 1..``max_len`` distinct systems from the train
@@ -107,6 +109,7 @@ class Arrays:
     costs: np.ndarray  # M relative per-call costs
     usd: np.ndarray  # n x M dollars (NaN unknown)
     router: np.ndarray | None = None  # n model indices: a router's pick per row
+    unseen: np.ndarray | None = None  # n x M hidden-minus-visible scores (NaN: excluded)
 
     @classmethod
     def from_matrix(cls, matrix: Matrix, router_picks=None) -> Arrays:
@@ -124,6 +127,9 @@ class Arrays:
             matrix.cost_vector(),
             matrix.usd().to_numpy(dtype=float),
         )
+        unseen = matrix.unseen()
+        if unseen is not None:
+            arrays.unseen = unseen.to_numpy(dtype=float)
         if router_picks is not None:
             arrays.router = arrays.picks_index(router_picks)
         return arrays
@@ -153,7 +159,16 @@ class Arrays:
             self.costs,
             self.usd[idx],
             None if self.router is None else self.router[idx],
+            None if self.unseen is None else self.unseen[idx],
         )
+
+    def unseen_mean(self, picks: np.ndarray) -> tuple[float, int]:
+        """(mean hidden-minus-visible score of the picked models, rows not excluded)."""
+        if self.unseen is None:
+            return math.nan, 0
+        values = self.unseen[np.arange(len(picks)), picks]
+        kept = np.isfinite(values)
+        return (float(values[kept].mean()) if kept.any() else math.nan), int(kept.sum())
 
 
 def _stage_index(arrays: Arrays, cascade: Cascade) -> np.ndarray:
@@ -222,10 +237,13 @@ def run_cascade(arrays: Arrays, cascade: Cascade) -> tuple[pd.DataFrame, dict]:
         by_rule = at & (reason != "last stage")
         accepted.append(int(by_rule.sum()))
         precision.append(float(score[by_rule].mean()) if by_rule.any() else float("nan"))
+    unseen_e, n_unseen = arrays.unseen_mean(final)
     summary = {
         "cascade": cascade.to_dict(),
         "n": n,
         "effectiveness": float(score.mean()) if n else float("nan"),
+        "unseen_effectiveness": unseen_e,
+        "n_unseen": n_unseen,
         "cost": float(cost_rel.mean()) if n else float("nan"),
         "usd_per_prompt": float(usd.mean()) if n and usd_known.all() else float("nan"),
         "usd_known": int(usd_known.sum()),
@@ -416,11 +434,13 @@ def evaluate_split(
         "sbs": {
             "model": arrays.models[sbs],
             "effectiveness": float(sbs_scores.mean()),
+            "unseen_effectiveness": test.unseen_mean(np.full(len(test.task_ids), sbs))[0],
             "cost": float(arrays.costs[sbs] / cost_max),
             "usd_per_prompt": float(sbs_usd.mean()) if np.isfinite(sbs_usd).all() else math.nan,
         },
         "oracle": {
             "effectiveness": metrics.effectiveness(test.scores, oracle),
+            "unseen_effectiveness": _unseen_oracle(test),
             "cost": metrics.choice_cost(oracle, test.costs),
         },
         "cascade_minus_sbs": {"mean": mean_d, "ci95": [lo, hi]},
@@ -433,6 +453,14 @@ def evaluate_split(
     }
     per_task = per_task.assign(seed=seed, sbs_score=sbs_scores)
     return out, per_task
+
+
+def _unseen_oracle(test: Arrays) -> float:
+    """The oracle on the hidden-minus-visible tests: per prompt, the best system on them."""
+    if test.unseen is None:
+        return math.nan
+    kept = np.isfinite(test.unseen).all(axis=1)
+    return float(test.unseen[kept].max(axis=1).mean()) if kept.any() else math.nan
 
 
 def evaluate_seeds(
@@ -482,11 +510,17 @@ def summarise_seeds(records: list[dict]) -> dict:
 
     def ms(values):
         v = np.asarray(values, dtype=float)
-        return {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v))}
+        v = v[np.isfinite(v)]  # unseen is NaN without unseen::m columns
+        if not v.size:
+            return {"mean": math.nan, "std": math.nan}
+        return {"mean": float(v.mean()), "std": float(v.std())}
 
     return {
         "seeds": len(records),
         "cascade_effectiveness": ms([r["test"]["effectiveness"] for r in records]),
+        "cascade_unseen": ms([r["test"]["unseen_effectiveness"] for r in records]),
+        "sbs_unseen": ms([r["sbs"]["unseen_effectiveness"] for r in records]),
+        "oracle_unseen": ms([r["oracle"]["unseen_effectiveness"] for r in records]),
         "cascade_cost": ms([r["test"]["cost"] for r in records]),
         "cascade_usd": ms([r["test"]["usd_per_prompt"] for r in records]),
         "sbs_effectiveness": ms([r["sbs"]["effectiveness"] for r in records]),
