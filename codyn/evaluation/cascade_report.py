@@ -27,6 +27,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from codyn.errors import InputError
 from codyn.evaluation import figures
 from codyn.io import atomic_open, write_text
 from codyn.matrix import VISIBLE_PREFIX, Matrix
@@ -86,6 +87,48 @@ def cascade_records(
                 }
             )
     return pd.DataFrame(rows), {"datasets": summaries, "skipped": skipped}
+
+
+# What Table 2 and the cost-performance figure read from cascade.csv.
+TABLE_COLUMNS = (
+    "dataset",
+    "seed",
+    "pipeline_split",
+    "cascade",
+    "effectiveness",
+    "cost",
+    "usd_per_prompt",
+)
+
+
+def read_cascade_table(path) -> pd.DataFrame:
+    """``cascade.csv`` for Table 2 and the figures, checked (file, row and field named)."""
+    try:
+        table = pd.read_csv(path)
+    except FileNotFoundError as exc:
+        raise InputError("file does not exist", path=path) from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a readable CSV ({exc})", path=path) from exc
+    for col in TABLE_COLUMNS:
+        if col not in table.columns:
+            raise InputError("missing column", path=path, field=col)
+    for col in ("effectiveness", "cost"):
+        value = pd.to_numeric(table[col], errors="coerce")
+        bad = value.isna() | (value < 0)
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise InputError(
+                f"{table[col].iloc[i]!r} is not a non-negative number",
+                path=path,
+                record=f"row {i + 2} ({table['dataset'].iloc[i]}, seed {table['seed'].iloc[i]})",
+                field=col,
+            )
+        table[col] = value
+    flags = table["pipeline_split"].astype(str).str.lower()
+    if not flags.isin(["true", "false"]).all():
+        raise InputError("pipeline_split must be true or false", path=path, field="pipeline_split")
+    table["pipeline_split"] = flags == "true"
+    return table
 
 
 def _f(x, digits=3) -> str:
