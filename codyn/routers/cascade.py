@@ -14,8 +14,9 @@ Policy (:class:`Cascade`)
     model is a predictive router's per-prompt pick (route-then-verify). ``accept_share``:
     accept an answer when the share of visible examples it passes is >= this (1.0: all
     pass). ``no_examples``: what to do when the prompt shows no example, ``accept`` the
-    answer or ``escalate``. The last stage's answer is returned whatever its verdict.
-    A model asked twice (the router's pick equals an earlier stage) is not paid twice: its
+    answer or ``escalate`` (default: the config schema's ``serve.cascade.no_examples``,
+    ``accept``, chosen by measurement; README "Verified cascade"). The last stage's answer
+    is returned whatever its verdict. A model asked twice (the router's pick equals an earlier stage) is not paid twice: its
     answer is the one already in hand.
 
 Accounting (:func:`run_cascade`)
@@ -70,11 +71,23 @@ NO_EXAMPLE_RULES = ("accept", "escalate")
 TARGETS = ("sbs", "budget")
 
 
+def _schema_default_no_examples() -> str:
+    """``serve.cascade.no_examples``'s schema default: offline and served cascades share it
+    (chosen by measurement, benchmarks/cascade_no_examples.py)."""
+    from codyn.config import load_schema  # not at module level: codyn.config imports routers
+
+    spec = load_schema()["properties"]["serve"]["properties"]["cascade"]["properties"]
+    return spec["no_examples"]["default"]
+
+
+DEFAULT_NO_EXAMPLES = _schema_default_no_examples()
+
+
 @dataclass(frozen=True)
 class Cascade:
     stages: tuple[str, ...]
     accept_share: float = 1.0
-    no_examples: str = "accept"
+    no_examples: str = DEFAULT_NO_EXAMPLES
 
     def __post_init__(self):
         if not self.stages:
