@@ -43,7 +43,6 @@ ROW_ORDER = [
     "sbs",
     "cheapest",
     "rorf",
-    "cascade",
 ]
 MALFORMED_COLUMN = "malformed %"
 SINGLE_ROW_TYPES = {"random", "oracle", "sbs", "cheapest", "rorf", "cascade"}
@@ -150,6 +149,9 @@ def to_latex(df: pd.DataFrame, caption: str, label: str, digits: int = 2) -> str
 
 
 def _rank(rtype: str) -> int:
+    """Paper rows first, then other routers, then the verified cascade (beyond the paper)."""
+    if rtype == "cascade":
+        return len(ROW_ORDER) + 1
     return ROW_ORDER.index(rtype) if rtype in ROW_ORDER else len(ROW_ORDER)
 
 
