@@ -114,6 +114,7 @@ def test_cascade_rows_in_table2_and_on_the_figures(build, tmp_path, monkeypatch)
         cascade=cascade,
     )  # fmt: skip
     rows = df[df["type"] == "cascade"]
+    assert df["type"].tolist()[-2:] == ["cascade", "cascade"]  # after every paper row
     assert rows["technique"].tolist() == [
         "Verified cascade (chosen on train; pipeline split)",
         "Verified cascade (chosen on train; mean of 5 seeds)",
