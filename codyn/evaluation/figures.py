@@ -159,7 +159,7 @@ def _router_color(routers: list[str], router: str):
     return ROUTER_COLORS[routers.index(router) % len(ROUTER_COLORS)] if router in routers else "k"
 
 
-CASCADE_COLOR = "#d62728"
+CASCADE_COLOR = "#f2b800"  # gold: not one of the router colours (tab10, Dark2)
 
 
 def _cascade_points(ax, cascade, dataset: str) -> list[tuple[float, float]]:
