@@ -166,6 +166,17 @@ def test_score_stage_writes_unseen_and_the_matrix_excludes_all_visible(
     assert unseen.loc["HumanEval/2"].tolist() == [0.0, 1.0]
     assert unseen.loc["HumanEval/34"].isna().all()
     assert UNSEEN_PREFIX + "cheat" in matrix.frame.columns
+    # A score file without the unseen columns (an older score run) beside one with them.
+    old = tmp_path / "old.csv"
+    pd.read_csv(paths["right"]).drop(columns=["unseen_score", "unseen_status"]).to_csv(
+        old, index=False
+    )
+    with pytest.raises(InputError, match="unseen_status columns for") as err:
+        build_matrix(
+            tasks_path, {"cheat": paths["cheat"], "right": old}, {}, ["cheat", "right"],
+            {"cheat": 1.0, "right": 2.0}, False, "t",
+        )  # fmt: skip
+    assert err.value.field == "unseen_status" and "old.csv" in str(err.value)
 
 
 def test_malformed_unseen_columns_get_clear_errors(tmp_path):
