@@ -102,7 +102,8 @@ def test_cascade_rows_in_table2_and_on_the_figures(build, tmp_path, monkeypatch)
     )  # fmt: skip
     assert len(table) == cascade_report.SEEDS and table["pipeline_split"].sum() == 1
     md = (tmp_path / "cascade.md").read_text()
-    assert "cascade E unseen" in md and "excluded" in md
+    assert "cascade E unseen" in md and "cascade - SBS unseen" in md and "excluded" in md
+    assert table["unseen_ci95_lo"].le(table["cascade_minus_sbs_unseen"] + 1e-12).all()
     assert table["unseen_effectiveness"].between(0, 1).all()
     assert (table["n_unseen"] <= table["n_test"]).all()
 

@@ -82,6 +82,9 @@ def cascade_records(
                     "cascade_minus_sbs": r["cascade_minus_sbs"]["mean"],
                     "ci95_lo": r["cascade_minus_sbs"]["ci95"][0],
                     "ci95_hi": r["cascade_minus_sbs"]["ci95"][1],
+                    "cascade_minus_sbs_unseen": r["cascade_minus_sbs_unseen"]["mean"],
+                    "unseen_ci95_lo": r["cascade_minus_sbs_unseen"]["ci95"][0],
+                    "unseen_ci95_hi": r["cascade_minus_sbs_unseen"]["ci95"][1],
                     "cost_over_sbs": r["cost_over_sbs"],
                     "usd_over_sbs": r["usd_over_sbs"],
                 }
@@ -152,11 +155,22 @@ def _unseen_note(table: pd.DataFrame) -> list[str]:
     ]
 
 
+def _pt(ms: dict) -> str:
+    if ms["mean"] is None or math.isnan(ms["mean"]):
+        return "n/a"
+    return f"{100 * ms['mean']:+.1f} pt (std {100 * ms['std']:.1f})"
+
+
+def _signed(x) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{100 * x:+.1f}"
+
+
 def _summary_lines(summary: dict) -> list[str]:
     lines = [
         "| dataset | seeds | cascade E | SBS E | cascade - SBS (mean over seeds) | cost / SBS "
-        "| $ / SBS | oracle E | cascade E unseen | SBS E unseen | oracle E unseen | chosen |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| $ / SBS | oracle E | cascade E unseen | SBS E unseen | cascade - SBS unseen "
+        "| oracle E unseen | chosen |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in summary["datasets"].items():
         chosen = pd.Series(s["chosen"]).value_counts()
@@ -167,7 +181,8 @@ def _summary_lines(summary: dict) -> list[str]:
             f"(std {100 * s['cascade_minus_sbs']['std']:.1f}) | "
             f"{_f(s['cost_over_sbs']['mean'], 2)} | {_f(s['usd_over_sbs']['mean'], 2)} | "
             f"{_f(s['oracle_effectiveness']['mean'])} | {_f(s['cascade_unseen']['mean'])} | "
-            f"{_f(s['sbs_unseen']['mean'])} | {_f(s['oracle_unseen']['mean'])} | "
+            f"{_f(s['sbs_unseen']['mean'])} | {_pt(s['cascade_minus_sbs_unseen'])} | "
+            f"{_f(s['oracle_unseen']['mean'])} | "
             + ", ".join(f"{k} ({v})" for k, v in chosen.items())
             + " |"
         )
@@ -177,7 +192,8 @@ def _summary_lines(summary: dict) -> list[str]:
 def _seed_lines(table: pd.DataFrame) -> list[str]:
     lines = [
         "| dataset | seed | cascade | E | SBS E | cascade - SBS [95% CI] | cost / SBS | $ / prompt "
-        "| E unseen (cascade / SBS, n) | stop share per stage | accept precision per stage |",
+        "| E unseen (cascade / SBS, n) [95% CI of the difference] | stop share per stage "
+        "| accept precision per stage |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
@@ -188,7 +204,8 @@ def _seed_lines(table: pd.DataFrame) -> list[str]:
             f"[{100 * r['ci95_lo']:+.1f}, {100 * r['ci95_hi']:+.1f}] | "
             f"{_f(r['cost_over_sbs'], 2)} | {_f(r['usd_per_prompt'], 4)} | "
             f"{_f(r['unseen_effectiveness'])} / {_f(r['sbs_unseen_effectiveness'])}, "
-            f"{r['n_unseen']} | {r['stop_share']} | {r['accept_precision']} |"
+            f"{r['n_unseen']} [{_signed(r['unseen_ci95_lo'])}, {_signed(r['unseen_ci95_hi'])}] | "
+            f"{r['stop_share']} | {r['accept_precision']} |"
         )
     return lines
 

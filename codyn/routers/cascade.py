@@ -457,6 +457,7 @@ def evaluate_split(
             "cost": metrics.choice_cost(oracle, test.costs),
         },
         "cascade_minus_sbs": {"mean": mean_d, "ci95": [lo, hi]},
+        "cascade_minus_sbs_unseen": _unseen_difference(test, per_task, sbs, seed),
         "cost_over_sbs": summary["cost"] / float(arrays.costs[sbs] / cost_max),
         "usd_over_sbs": (
             summary["usd_per_prompt"] / float(sbs_usd.mean())
@@ -466,6 +467,17 @@ def evaluate_split(
     }
     per_task = per_task.assign(seed=seed, sbs_score=sbs_scores)
     return out, per_task
+
+
+def _unseen_difference(test: Arrays, per_task: pd.DataFrame, sbs: int, seed: int) -> dict:
+    """Paired cascade - SBS on the hidden-minus-visible tests (rows not excluded)."""
+    if test.unseen is None:
+        return {"mean": math.nan, "ci95": [math.nan, math.nan]}
+    final = np.array([test.models.index(m) for m in per_task["model"]], dtype=int)
+    rows = np.arange(len(final))
+    diff = test.unseen[rows, final] - test.unseen[:, sbs]
+    mean_d, lo, hi = paired_bootstrap(diff[np.isfinite(diff)], seed=seed)
+    return {"mean": mean_d, "ci95": [lo, hi]}
 
 
 def _unseen_oracle(test: Arrays) -> float:
@@ -540,6 +552,7 @@ def summarise_seeds(records: list[dict]) -> dict:
         "sbs_cost": ms([r["sbs"]["cost"] for r in records]),
         "oracle_effectiveness": ms([r["oracle"]["effectiveness"] for r in records]),
         "cascade_minus_sbs": ms([r["cascade_minus_sbs"]["mean"] for r in records]),
+        "cascade_minus_sbs_unseen": ms([r["cascade_minus_sbs_unseen"]["mean"] for r in records]),
         "cost_over_sbs": ms([r["cost_over_sbs"] for r in records]),
         "usd_over_sbs": ms([r["usd_over_sbs"] for r in records]),
         "chosen": [r["choice"]["chosen"]["name"] for r in records],
