@@ -5,7 +5,9 @@ portfolio model ``m``: ``score::m`` (float in [0, 1] unless declared otherwise) 
 ``usd::m`` (dollars of that call, NaN when unknown), and, when the score files carry the
 opt-in visible-example verdicts (config ``scoring.visible``), ``visible::m``: 1.0 when the
 answer passes every example its prompt shows, the share it passes when it fails some
-(0 when it did not run), NaN when the prompt shows none. The relative per-call cost
+(0 when it did not run), NaN when the prompt shows none; and with them ``unseen::m``: the
+answer's score on the hidden tests minus those its prompt shows (codyn.scoring.unseen),
+NaN for a task whose hidden tests are all shown (excluded, the same for every model). The relative per-call cost
 weights, the model order, whether answers were simulated, and where the matrix came
 from are stored in the Parquet key-value metadata under ``codyn``.
 
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 SCORE_PREFIX = "score::"
 USD_PREFIX = "usd::"
 VISIBLE_PREFIX = "visible::"
+UNSEEN_PREFIX = "unseen::"
+UNSEEN_EXCLUDED = ("all_visible", "unsupported")
 BASE_COLUMNS = ["task_id", "dataset", "kind", "prompt"]
 DEFAULT_SCORE_RANGE = (0.0, 1.0)
 # Scores of classify tasks carry the A.7 penalty: accuracy in {0, 1} minus (or plus) P in [0, 1].
@@ -72,7 +76,14 @@ class Matrix:
 
     def visible(self) -> pd.DataFrame | None:
         """tasks x models frame of visible-example shares (see module docstring), or None."""
-        cols = [VISIBLE_PREFIX + m for m in self.models]
+        return self._family(VISIBLE_PREFIX)
+
+    def unseen(self) -> pd.DataFrame | None:
+        """tasks x models frame of hidden-minus-visible scores (NaN: excluded), or None."""
+        return self._family(UNSEEN_PREFIX)
+
+    def _family(self, prefix: str) -> pd.DataFrame | None:
+        cols = [prefix + m for m in self.models]
         if not all(c in self.frame.columns for c in cols):
             return None
         out = self.frame[cols].copy()
@@ -287,6 +298,58 @@ def visible_share(scores: pd.DataFrame, path=None) -> np.ndarray:
     return out
 
 
+def unseen_score(scores: pd.DataFrame, path=None) -> np.ndarray:
+    """unseen::m from a score file's unseen columns (see module docstring)."""
+    status = scores["unseen_status"].fillna("").astype(str)
+    value = pd.to_numeric(scores["unseen_score"], errors="coerce").to_numpy(dtype=float)
+    # empty status: a task kind without visible examples (not `generate`)
+    excluded = (status.isin(UNSEEN_EXCLUDED) | (status == "")).to_numpy()
+    bad = (~excluded & (np.isnan(value) | (value < 0) | (value > 1))) | (
+        excluded & ~np.isnan(value)
+    )
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"unseen_score {scores['unseen_score'].iloc[i]!r} does not fit unseen_status "
+            f"{status.iloc[i]!r} (a number in [0, 1], empty when {' or '.join(UNSEEN_EXCLUDED)})",
+            path=path,
+            record=scores.index[i],
+            field="unseen_score",
+        )
+    return np.where(excluded, np.nan, value)
+
+
+def _example_columns(frame: pd.DataFrame, scores: dict[str, pd.DataFrame], paths: dict) -> None:
+    """Add visible::m and unseen::m when the score files carry them (all models or none)."""
+    models = list(scores)
+    for column, prefix, read in (
+        ("visible_status", VISIBLE_PREFIX, visible_share),
+        ("unseen_status", UNSEEN_PREFIX, unseen_score),
+    ):
+        have = [m for m in models if column in scores[m].columns]
+        if have and len(have) < len(models):
+            absent = [m for m in models if m not in have]
+            raise InputError(
+                f"{column} columns for {have} but not for {absent} (score them all with the "
+                "same scoring.visible and the same codyn version)",
+                path=paths[absent[0]],
+                field=column,
+            )
+        for m in have:
+            frame[prefix + m] = read(scores[m], paths[m])
+    if any(UNSEEN_PREFIX + m in frame.columns for m in models):
+        gone = np.column_stack([frame[UNSEEN_PREFIX + m].isna() for m in models])
+        mixed = np.flatnonzero(gone.any(axis=1) & ~gone.all(axis=1))
+        if len(mixed):
+            which = [m for j, m in enumerate(models) if gone[mixed[0], j]]
+            raise InputError(
+                f"hidden tests all visible for {which} but not for the other models",
+                path=paths[which[0]],
+                record=frame["task_id"].iloc[mixed[0]],
+                field="unseen_status",
+            )
+
+
 def read_costs_usd(path) -> dict[str, float]:
     """task_id -> cost_usd of the last response line for it (the file is append-only)."""
     out: dict[str, float] = {}
@@ -394,17 +457,7 @@ def build_matrix(
         col = np.array([per_task.get(t, np.nan) for t in kept["task_id"]], dtype=float)
         frame[USD_PREFIX + m] = col
         usd_known[m] = float(np.isfinite(col).mean())
-    visible = [m for m in models if "visible_status" in scores[m].columns]
-    if visible and len(visible) < len(models):
-        absent = [m for m in models if m not in visible]
-        raise InputError(
-            f"visible-example columns for {visible} but not for {absent} (score them all with "
-            "the same scoring.visible)",
-            path=score_paths[absent[0]],
-            field="visible_status",
-        )
-    for m in visible:
-        frame[VISIBLE_PREFIX + m] = visible_share(scores[m].loc[kept["task_id"]], score_paths[m])
+    _example_columns(frame, {m: scores[m].loc[kept["task_id"]] for m in models}, score_paths)
     kinds = sorted(set(frame["kind"]))
     score_range = CLASSIFY_SCORE_RANGE if "classify" in kinds else DEFAULT_SCORE_RANGE
     penalty = {}

@@ -89,7 +89,8 @@ rule evaluate:
 
 rule table2:
     input:
-        TRAIN_EVALS,
+        evals=TRAIN_EVALS,
+        cascade=CASCADE_TABLE,
     output:
         csv=report(
             f"{EVAL_TABLES}/table2.csv",
@@ -160,7 +161,8 @@ rule curves:
 
 rule figures:
     input:
-        TRAIN_EVALS,
+        evals=TRAIN_EVALS,
+        cascade=CASCADE_TABLE,
     output:
         fig2_png=report(
             f"{EVAL_FIGURES}/fig2_cost_performance.png",

@@ -41,6 +41,9 @@ rule oracle_gap:
 CASCADE_MD = P.CASCADE.removesuffix(".csv") + ".md"
 CASCADE_PNG = f"{P.FIGURES}/cascade.png"
 
+# Table 2 and the figures show the cascade beside the routers when there is one.
+CASCADE_TABLE = [P.CASCADE] if config["scoring"].get("visible") else []
+
 cascade_targets = lambda: (
     [P.CASCADE, CASCADE_MD, CASCADE_PNG] if config["scoring"].get("visible") else []
 )

@@ -16,7 +16,11 @@ Opt-in ``scoring.visible`` (default off, and then the files are exactly as befor
 (codyn.examples, minus any the reference solution fails) and write ``visible_status``
 (pass, fail, no_examples, error), ``visible_passed`` and ``visible_total``
 (codyn.scoring.visible): the verified cascade's accept signal. An answer without code
-is ``error`` when the prompt has examples.
+is ``error`` when the prompt has examples. With it, ``unseen_score`` / ``unseen_status``:
+the same answer on the hidden tests minus the ones the prompt shows
+(codyn.scoring.unseen), so the overlap cannot flatter the cascade; empty score and status
+``all_visible`` when every hidden test is shown (``unsupported`` for unittest programs).
+The hidden program is run a second time only when a visible example was removed from it.
 
 Whatever the answer: a response with ``error`` is ``no_answer`` (0); an empty answer,
 one without code, or one over ``MAX_ANSWER_CHARS`` is ``no_code`` (0). No answer can
@@ -47,6 +51,7 @@ from codyn.scoring.codebleu_metric import pair_codebleu
 from codyn.scoring.execution import Verdict, run_tests
 from codyn.scoring.extract import extract_code
 from codyn.scoring.sandbox import Limits, Sandbox
+from codyn.scoring.unseen import ALL_VISIBLE, UNSUPPORTED, Unseen, unseen_tests
 from codyn.scoring.visible import VisibleVerdict, run_checks, usable_checks
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,8 @@ log = logging.getLogger(__name__)
 EXTRA_COLUMNS = ["raw_score", "penalty"]
 # Opt-in (scoring.visible): the verdict on the prompt's own examples (codyn.scoring.visible).
 VISIBLE_COLUMNS = ["visible_status", "visible_passed", "visible_total"]
+# ... and the hidden tests minus the visible ones (codyn.scoring.unseen), with them.
+UNSEEN_COLUMNS = ["unseen_score", "unseen_status"]
 VISIBLE_KINDS = ("generate",)
 MAX_ANSWER_CHARS = 1_000_000  # larger answers are not code anyone can use; 0 without parsing them
 EXECUTION_KINDS = ("generate", "repair")
@@ -156,6 +163,7 @@ class VisibleChecks:
     def __init__(self, sandbox: Sandbox):
         self.sandbox = sandbox
         self._cache: dict[str, list] = {}
+        self.reduced: dict[str, Unseen] = {}
         self._lock = threading.Lock()
         self.flagged: dict[str, int] = {}
 
@@ -169,6 +177,27 @@ class VisibleChecks:
             if flagged:
                 self.flagged[task["id"]] = len(flagged)
         return kept
+
+    def unseen(self, task: dict) -> Unseen:
+        """The task's hidden tests minus every example its prompt shows (flagged ones too:
+        the model saw them all), computed once."""
+        with self._lock:
+            if task["id"] not in self.reduced:
+                self.reduced[task["id"]] = unseen_tests(task["tests"], visible_examples(task))
+            return self.reduced[task["id"]]
+
+
+def _unseen_columns(
+    code: str | None, task: dict, verdict: Verdict, visible: VisibleChecks, sandbox: Sandbox
+) -> dict:
+    """unseen_score / unseen_status of one answer (``verdict``: its hidden-test verdict)."""
+    reduced = visible.unseen(task)
+    if reduced.tests is None:
+        return {"unseen_score": math.nan, "unseen_status": reduced.status}
+    if code is None or not reduced.removed:
+        return {"unseen_score": verdict.score, "unseen_status": verdict.status}
+    again = run_tests(code, reduced.tests, sandbox)
+    return {"unseen_score": again.score, "unseen_status": again.status}
 
 
 def _visible_columns(verdict: VisibleVerdict | None) -> dict:
@@ -187,11 +216,16 @@ def _score_execution(
     code = extract_code(resp["text"], task["language"], _entry_point(task))
     checks = visible.get(task) if visible is not None and task["kind"] in VISIBLE_KINDS else None
     if code is None:
-        seen = None if checks is None else run_checks(None, checks, task["tests"], sandbox)
-        return _row(resp, 0.0, "no_code", "no code in the answer", **_visible_columns(seen))
-    verdict: Verdict = run_tests(code, task["tests"], sandbox)
-    seen = None if checks is None else run_checks(code, checks, task["tests"], sandbox)
-    return _row(resp, verdict.score, verdict.status, verdict.detail, **_visible_columns(seen))
+        verdict = Verdict(0.0, "no_code", "no code in the answer")
+    else:
+        verdict = run_tests(code, task["tests"], sandbox)
+    if checks is None:
+        return _row(resp, verdict.score, verdict.status, verdict.detail)
+    seen = run_checks(code, checks, task["tests"], sandbox)
+    unseen = _unseen_columns(code, task, verdict, visible, sandbox)
+    return _row(
+        resp, verdict.score, verdict.status, verdict.detail, **_visible_columns(seen), **unseen
+    )
 
 
 def _score_codebleu(resp: dict, task: dict) -> dict:
@@ -240,7 +274,7 @@ def _format(value) -> str:
 
 
 def write_scores(rows: list[dict], out_csv) -> None:
-    extra = EXTRA_COLUMNS + VISIBLE_COLUMNS
+    extra = EXTRA_COLUMNS + VISIBLE_COLUMNS + UNSEEN_COLUMNS
     columns = SCORE_COLUMNS + [c for c in extra if any(c in r for r in rows)]
     with atomic_open(out_csv, newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
@@ -318,9 +352,12 @@ def score_responses(
             visible = VisibleChecks(sandbox) if want_visible else None
             for i in unanswered:
                 task = tasks[responses[i]["task_id"]]
+                row = rows[i]
                 rows[i].update(
                     _visible_columns(run_checks(None, visible.get(task), task["tests"], sandbox))
                 )
+                settled = Verdict(row["score"], row["status"], row["detail"])
+                row.update(_unseen_columns(None, task, settled, visible, sandbox))
             with ThreadPoolExecutor(max_workers=sandbox.n_workers) as pool:
                 jobs = [
                     (
@@ -381,11 +418,21 @@ def score_responses(
 def _visible_summary(rows: list[dict], visible: VisibleChecks | None) -> dict:
     counts = Counter(r["visible_status"] for r in rows if r.get("visible_status"))
     flagged = visible.flagged if visible is not None else {}
+    reduced = visible.reduced if visible is not None else {}
     return {
         "visible": {
             "status_counts": dict(sorted(counts.items())),
             "examples_flagged_by_reference": dict(sorted(flagged.items())),
-        }
+        },
+        "unseen": {
+            "status_counts": dict(
+                sorted(Counter(r["unseen_status"] for r in rows if r.get("unseen_status")).items())
+            ),
+            "tasks_with_visible_tests_removed": sum(u.removed > 0 for u in reduced.values()),
+            "hidden_tests_removed": sum(u.removed for u in reduced.values()),
+            "tasks_all_visible": sorted(t for t, u in reduced.items() if u.status == ALL_VISIBLE),
+            "tasks_unsupported": sorted(t for t, u in reduced.items() if u.status == UNSUPPORTED),
+        },
     }
 
 
