@@ -385,6 +385,50 @@ def build_matrix(
     when no response file is given).
     """
     models = list(models)
+    _check_portfolio(models, score_paths, costs)
+    tasks = _read_tasks(tasks_path)
+    scores = {m: read_scores(score_paths[m], m) for m in models}
+    _check_coverage(tasks, scores, models, tasks_path, score_paths)
+    drop, reasons = _unscorable(tasks, scores, models, score_paths, dataset)
+    kept = tasks[~drop].reset_index(drop=True)
+    if kept.empty:
+        raise InputError("every task is not_scorable", path=tasks_path)
+
+    frame = kept[["task_id"]].copy()
+    frame["dataset"] = dataset
+    frame["kind"] = kept["kind"]
+    frame["prompt"] = kept["prompt"]
+    for m in models:
+        frame[SCORE_PREFIX + m] = scores[m].loc[kept["task_id"], "score"].to_numpy(dtype=float)
+    usd_known = _add_usd(frame, models, response_paths)
+    _example_columns(frame, {m: scores[m].loc[frame["task_id"]] for m in models}, score_paths)
+    kinds = sorted(set(frame["kind"]))
+    score_range = CLASSIFY_SCORE_RANGE if "classify" in kinds else DEFAULT_SCORE_RANGE
+    penalty = _score_penalties(scores, models, kept["task_id"])
+    meta = {
+        "dataset": dataset,
+        "kinds": kinds,
+        "score_range": list(score_range),
+        "n_tasks": int(len(tasks)),
+        "dropped": {"count": int(drop.sum()), "status": NOT_SCORABLE, "reasons": dict(reasons)},
+        "usd_known_share": usd_known,
+    }
+    if answers:
+        meta["answers"] = answers  # simulated / replayed / generated (codyn.config.answers_kind)
+    if penalty:
+        meta["score_penalty"] = penalty
+    matrix = Matrix(
+        frame,
+        models,
+        {m: float(costs[m]) for m in models},
+        bool(simulated),
+        f"pipeline:{dataset}",
+        meta,
+    )
+    return matrix.validate(tasks_path)
+
+
+def _check_portfolio(models: list[str], score_paths: dict, costs: dict[str, float]) -> None:
     for m in models:
         if m not in score_paths:
             raise InputError(f"no score file for model {m!r}", field="score_paths")
@@ -393,9 +437,13 @@ def build_matrix(
     unknown = sorted(set(costs) - set(models))
     if unknown:
         raise InputError(f"cost given for models not in the portfolio: {unknown}", field="costs")
-    tasks = _read_tasks(tasks_path)
+
+
+def _check_coverage(
+    tasks: pd.DataFrame, scores: dict, models: list[str], tasks_path, score_paths: dict
+) -> None:
+    """Every model's scores cover exactly the tasks of the task file."""
     known = set(tasks["task_id"])
-    scores = {m: read_scores(score_paths[m], m) for m in models}
     for m, frame in scores.items():
         extra = sorted(set(frame.index) - known)
         if extra:
@@ -416,6 +464,12 @@ def build_matrix(
                 field="task_id",
             )
 
+
+def _unscorable(
+    tasks: pd.DataFrame, scores: dict, models: list[str], score_paths: dict, dataset: str
+) -> tuple[np.ndarray, list[tuple[str, int]]]:
+    """The mask of tasks not_scorable for every model, and the reasons with their counts;
+    a task not_scorable for some models only is an error."""
     status = pd.DataFrame({m: scores[m].loc[tasks["task_id"], "status"].values for m in models})
     unscorable = (status == NOT_SCORABLE).to_numpy()
     mixed = np.flatnonzero(unscorable.any(axis=1) & ~unscorable.all(axis=1))
@@ -440,52 +494,30 @@ def build_matrix(
             len(tasks),
             "; ".join(f"{r} ({n})" for r, n in reasons),
         )
-    kept = tasks[~drop].reset_index(drop=True)
-    if kept.empty:
-        raise InputError("every task is not_scorable", path=tasks_path)
+    return drop, reasons
 
-    frame = kept[["task_id"]].copy()
-    frame["dataset"] = dataset
-    frame["kind"] = kept["kind"]
-    frame["prompt"] = kept["prompt"]
-    for m in models:
-        frame[SCORE_PREFIX + m] = scores[m].loc[kept["task_id"], "score"].to_numpy(dtype=float)
+
+def _add_usd(frame: pd.DataFrame, models: list[str], response_paths: dict) -> dict[str, float]:
+    """Add each model's per-call dollars from its responses; returns the share known."""
     usd_known = {}
     for m in models:
         path = response_paths.get(m)
         per_task = read_costs_usd(path) if path else {}
-        col = np.array([per_task.get(t, np.nan) for t in kept["task_id"]], dtype=float)
+        col = np.array([per_task.get(t, np.nan) for t in frame["task_id"]], dtype=float)
         frame[USD_PREFIX + m] = col
         usd_known[m] = float(np.isfinite(col).mean())
-    _example_columns(frame, {m: scores[m].loc[kept["task_id"]] for m in models}, score_paths)
-    kinds = sorted(set(frame["kind"]))
-    score_range = CLASSIFY_SCORE_RANGE if "classify" in kinds else DEFAULT_SCORE_RANGE
+    return usd_known
+
+
+def _score_penalties(scores: dict, models: list[str], task_ids: pd.Series) -> dict[str, float]:
+    """Each penalised model's mean score minus raw score (the A.7 bias penalty) over the
+    kept tasks."""
     penalty = {}
     for m in models:
         if "raw_score" not in scores[m].columns:
             continue
-        rows = scores[m].loc[kept["task_id"]]
+        rows = scores[m].loc[task_ids]
         delta = (rows["score"] - pd.to_numeric(rows["raw_score"], errors="coerce")).dropna()
         if len(delta):
             penalty[m] = float(delta.mean())
-    meta = {
-        "dataset": dataset,
-        "kinds": kinds,
-        "score_range": list(score_range),
-        "n_tasks": int(len(tasks)),
-        "dropped": {"count": int(drop.sum()), "status": NOT_SCORABLE, "reasons": dict(reasons)},
-        "usd_known_share": usd_known,
-    }
-    if answers:
-        meta["answers"] = answers  # simulated / replayed / generated (codyn.config.answers_kind)
-    if penalty:
-        meta["score_penalty"] = penalty
-    matrix = Matrix(
-        frame,
-        models,
-        {m: float(costs[m]) for m in models},
-        bool(simulated),
-        f"pipeline:{dataset}",
-        meta,
-    )
-    return matrix.validate(tasks_path)
+    return penalty

@@ -59,6 +59,9 @@ MODEL_DIR = "model"
 
 
 class ClsRouter(Router):
+    # size: one fine-tuned encoder whose text and header heads, LP-FT probe, training loop
+    # and prediction all share the model state; a split (heads and probe apart from the
+    # training loop) waits for the encoder_runtime work on this class to land (issue 18)
     type = "cls"
     defaults = {
         "base_model": "minilm",

@@ -37,6 +37,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -307,40 +308,11 @@ def score_responses(
     limits = Limits.from_config(cfg)
     want_visible = bool(cfg.get("visible", False))
     started = time.monotonic()
-    tasks = read_tasks(tasks_path)
-    if not tasks:
-        raise InputError("no tasks in the file (empty)", path=tasks_path)
-    responses = read_responses(responses_path, tasks)
-    if not responses:
-        # A header-only scores CSV would pass for a scored model with no answers.
-        raise InputError("no responses in the file (empty)", path=responses_path)
+    tasks, responses = _read_inputs(tasks_path, responses_path)
 
-    rows: list[dict | None] = [None] * len(responses)
-    execution: list[int] = []
-    unanswered: list[int] = []
-    classification: list[int] = []
-    for i, resp in enumerate(responses):
-        task = tasks[resp["task_id"]]
-        if task["kind"] == "classify":
-            classification.append(i)
-            continue
-        settled = _precheck(resp, task)
-        if settled is not None:
-            rows[i] = settled
-            if (
-                want_visible
-                and task["kind"] in VISIBLE_KINDS
-                and settled["status"] != "not_scorable"
-            ):
-                unanswered.append(i)  # no program: "error" if the prompt shows examples
-        elif task["kind"] in EXECUTION_KINDS:
-            execution.append(i)
-        else:
-            rows[i] = _score_codebleu(resp, task)
-
-    sandbox_info = None
-    visible = None
-    if execution or unanswered:
+    plan = _triage(responses, tasks, want_visible)
+    sandbox_info, visible = None, None
+    if plan.execution or plan.unanswered:
         workers = cfg.get("workers") or threads or os.cpu_count() or 1
         own = sandbox is None
         sandbox = sandbox or Sandbox(
@@ -350,44 +322,12 @@ def score_responses(
             sandbox.start()
             sandbox_info = sandbox.describe()
             visible = VisibleChecks(sandbox) if want_visible else None
-            for i in unanswered:
-                task = tasks[responses[i]["task_id"]]
-                row = rows[i]
-                rows[i].update(
-                    _visible_columns(run_checks(None, visible.get(task), task["tests"], sandbox))
-                )
-                settled = Verdict(row["score"], row["status"], row["detail"])
-                row.update(_unseen_columns(None, task, settled, visible, sandbox))
-            with ThreadPoolExecutor(max_workers=sandbox.n_workers) as pool:
-                jobs = [
-                    (
-                        i,
-                        pool.submit(
-                            _score_execution,
-                            responses[i],
-                            tasks[responses[i]["task_id"]],
-                            sandbox,
-                            visible,
-                        ),
-                    )
-                    for i in execution
-                ]
-                for i, job in tqdm(jobs, desc="score", unit="answer", disable=None):
-                    rows[i] = job.result()
+            _run_programs(plan, responses, tasks, sandbox, visible)
         finally:
             if own:
                 sandbox.close()
-
-    penalties = {}
-    if classification:
-        by_model: dict[str, list[int]] = {}
-        for i in classification:
-            by_model.setdefault(responses[i]["model"], []).append(i)
-        for model, indices in by_model.items():
-            pairs = [(responses[i], tasks[responses[i]["task_id"]]) for i in indices]
-            scored, penalties[model] = _score_classification(pairs, mode)
-            for i, row in zip(indices, scored, strict=True):
-                rows[i] = row
+    penalties = _score_classifications(plan, responses, tasks, mode)
+    rows = plan.rows
 
     write_scores(rows, out_csv)
     missing = len(set(tasks) - {r["task_id"] for r in responses})
@@ -402,9 +342,9 @@ def score_responses(
         "mean_score": _mean([r["score"] for r in rows]),
         "limits": limits.to_dict(),
         "sandbox": sandbox_info,
-        "sven_penalty": {"mode": mode, "penalty": penalties} if classification else None,
+        "sven_penalty": {"mode": mode, "penalty": penalties} if plan.classification else None,
         "codebleu_version": _version("codebleu"),
-        "programs_scored": len(execution),
+        "programs_scored": len(plan.execution),
         **(_visible_summary(rows, visible) if want_visible else {}),
         "wall_s": round(time.monotonic() - started, 3),
     }
@@ -413,6 +353,99 @@ def score_responses(
         log.warning("%d tasks have no response in %s", missing, responses_path)
     log.info("scored %d responses: %s", len(rows), summary["status_counts"])
     return summary
+
+
+def _read_inputs(tasks_path, responses_path) -> tuple[dict[str, dict], list[dict]]:
+    tasks = read_tasks(tasks_path)
+    if not tasks:
+        raise InputError("no tasks in the file (empty)", path=tasks_path)
+    responses = read_responses(responses_path, tasks)
+    if not responses:
+        # A header-only scores CSV would pass for a scored model with no answers.
+        raise InputError("no responses in the file (empty)", path=responses_path)
+    return tasks, responses
+
+
+@dataclass
+class _Triage:
+    """Each response's row where it is settled without a program run, and the indices of
+    those that still need work, by kind of work."""
+
+    rows: list[dict | None]
+    execution: list[int] = field(default_factory=list)  # programs to run against tests
+    unanswered: list[int] = field(default_factory=list)  # no program; visible check: "error"
+    classification: list[int] = field(default_factory=list)  # scored per model, as a file
+
+
+def _triage(responses: list[dict], tasks: dict[str, dict], want_visible: bool) -> _Triage:
+    plan = _Triage(rows=[None] * len(responses))
+    for i, resp in enumerate(responses):
+        task = tasks[resp["task_id"]]
+        if task["kind"] == "classify":
+            plan.classification.append(i)
+            continue
+        settled = _precheck(resp, task)
+        if settled is not None:
+            plan.rows[i] = settled
+            if (
+                want_visible
+                and task["kind"] in VISIBLE_KINDS
+                and settled["status"] != "not_scorable"
+            ):
+                plan.unanswered.append(i)  # no program: "error" if the prompt shows examples
+        elif task["kind"] in EXECUTION_KINDS:
+            plan.execution.append(i)
+        else:
+            plan.rows[i] = _score_codebleu(resp, task)
+    return plan
+
+
+def _run_programs(
+    plan: _Triage,
+    responses: list[dict],
+    tasks: dict[str, dict],
+    sandbox: Sandbox,
+    visible: VisibleChecks | None,
+) -> None:
+    """Fill the rows of the answers that need the (started) sandbox."""
+    for i in plan.unanswered:
+        task, row = tasks[responses[i]["task_id"]], plan.rows[i]
+        row.update(_visible_columns(run_checks(None, visible.get(task), task["tests"], sandbox)))
+        settled = Verdict(row["score"], row["status"], row["detail"])
+        row.update(_unseen_columns(None, task, settled, visible, sandbox))
+    with ThreadPoolExecutor(max_workers=sandbox.n_workers) as pool:
+        jobs = [
+            (
+                i,
+                pool.submit(
+                    _score_execution,
+                    responses[i],
+                    tasks[responses[i]["task_id"]],
+                    sandbox,
+                    visible,
+                ),
+            )
+            for i in plan.execution
+        ]
+        for i, job in tqdm(jobs, desc="score", unit="answer", disable=None):
+            plan.rows[i] = job.result()
+
+
+def _score_classifications(
+    plan: _Triage, responses: list[dict], tasks: dict[str, dict], mode: str
+) -> dict[str, float]:
+    """Fill the classification rows, one model's answers at a time (the bias penalty is a
+    property of a model's whole file); returns each model's penalty."""
+    penalties = {}
+    by_model: dict[str, list[int]] = {}
+    for i in plan.classification:
+        by_model.setdefault(responses[i]["model"], []).append(i)
+    for model, indices in by_model.items():
+        pairs = [(responses[i], tasks[responses[i]["task_id"]]) for i in indices]
+        scored, penalties[model] = _score_classification(pairs, mode)
+        for i, row in zip(indices, scored, strict=True):
+            plan.rows[i] = row
+    return penalties
 
 
 def _visible_summary(rows: list[dict], visible: VisibleChecks | None) -> dict:
