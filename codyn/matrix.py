@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from codyn.errors import InputError
-from codyn.io import atomic_path, read_jsonl
+from codyn.io import atomic_path, read_csv, read_jsonl
 from codyn.records import SCORE_COLUMNS, SCORE_STATUSES, validate_task
 
 log = logging.getLogger(__name__)
@@ -209,22 +209,15 @@ def _read_tasks(path) -> pd.DataFrame:
 
 def read_scores(path, model: str) -> pd.DataFrame:
     """One model's score CSV, checked: columns, model name, statuses, unique task ids."""
-    try:
-        # Ids and names as written: without keep_default_na a task "NA" or "null" would
-        # become a missing id; only the score and detail columns know blanks.
-        frame = pd.read_csv(
-            path,
-            dtype={"task_id": str, "model": str, "status": str},
-            keep_default_na=False,
-            na_values={"score": ["", "nan", "NaN"], "detail": [""]},
-        )
-    except FileNotFoundError as exc:
-        raise InputError("file does not exist", path=path) from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a readable CSV ({exc})", path=path) from exc
-    for col in SCORE_COLUMNS:
-        if col not in frame.columns:
-            raise InputError("missing column", path=path, field=col)
+    # Ids and names as written: without keep_default_na a task "NA" or "null" would
+    # become a missing id; only the score and detail columns know blanks.
+    frame = read_csv(
+        path,
+        SCORE_COLUMNS,
+        dtype={"task_id": str, "model": str, "status": str},
+        keep_default_na=False,
+        na_values={"score": ["", "nan", "NaN"], "detail": [""]},
+    )
     wrong = frame.index[frame["model"] != model].tolist()
     if wrong:
         i = wrong[0]

@@ -29,7 +29,7 @@ import pandas as pd
 
 from codyn.errors import InputError
 from codyn.evaluation import figures
-from codyn.io import atomic_open, write_text
+from codyn.io import atomic_open, read_csv, write_text
 from codyn.matrix import VISIBLE_PREFIX, Matrix
 from codyn.routers.cascade import evaluate_seeds, summarise_seeds
 
@@ -106,15 +106,7 @@ TABLE_COLUMNS = (
 
 def read_cascade_table(path) -> pd.DataFrame:
     """``cascade.csv`` for Table 2 and the figures, checked (file, row and field named)."""
-    try:
-        table = pd.read_csv(path)
-    except FileNotFoundError as exc:
-        raise InputError("file does not exist", path=path) from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a readable CSV ({exc})", path=path) from exc
-    for col in TABLE_COLUMNS:
-        if col not in table.columns:
-            raise InputError("missing column", path=path, field=col)
+    table = read_csv(path, TABLE_COLUMNS)
     for col in ("effectiveness", "cost"):
         value = pd.to_numeric(table[col], errors="coerce")
         bad = value.isna() | (value < 0)
