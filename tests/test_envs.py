@@ -21,6 +21,8 @@ CONDA_TOOLS = {"python", "pip", "util-linux", "bubblewrap", "git"}
 # Where Snakemake writes an env file before `conda env create` (it copies it to
 # <workdir>/.snakemake/conda/<hash>.yaml, and conda runs pip from there).
 CONDA_BUILD_DIR = REPO / ".snakemake" / "conda"
+# An extra made of other extras: codyn[serve,train,...].
+SELF_EXTRA = re.compile(r"codyn\[([a-z,]+)\]")
 
 
 def norm(name: str) -> str:
@@ -29,16 +31,33 @@ def norm(name: str) -> str:
 
 
 def project_pins() -> dict[str, str]:
+    """name -> version over the core dependencies and every extra (one version each)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     specs = list(project["dependencies"])
     for extra in project.get("optional-dependencies", {}).values():
-        specs += extra
+        specs += [s for s in extra if not SELF_EXTRA.fullmatch(s)]
     pins = {}
     for spec in specs:
         match = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;]+)\s*", spec)
         assert match, f"pyproject dependency {spec!r} is not pinned with =="
-        pins[norm(match.group(1))] = match.group(2)
+        name, version = norm(match.group(1)), match.group(2)
+        assert pins.setdefault(name, version) == version, (
+            f"pyproject pins {name} twice: =={pins[name]} and =={version}"
+        )
     return pins
+
+
+def test_extra_all_is_every_extra_but_dev():
+    """`make install` installs codyn[all,dev]: an extra left out of `all` is never tested."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert {"serve", "train", "aws", "slurm", "all", "dev"} <= set(extras)
+    (spec,) = extras["all"]
+    match = SELF_EXTRA.fullmatch(spec)
+    assert match, f"extra all is {spec!r}, not codyn[...]"
+    assert set(match.group(1).split(",")) == set(extras) - {"all", "dev"}
+    assert "'.[all,dev]'" in (REPO / "Makefile").read_text()
 
 
 def env_entries(path: Path) -> tuple[list[str], list[str]]:
@@ -118,3 +137,34 @@ def test_every_rule_env_exists():
         assert (REPO / "rules" / ref).resolve().is_file(), (
             f"a rule names {ref}, which does not exist"
         )
+
+
+def test_missing_module_messages_name_the_extra_that_installs_it():
+    """codyn.extras tells a user which extra to install; each module it names must come
+    with that extra's pins (checked on this venv, where every extra is installed)."""
+    from importlib.metadata import packages_distributions, requires
+
+    from codyn.extras import EXTRA_OF_MODULE, missing_extra_message
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    pinned = {
+        extra: {norm(re.split(r"==", s)[0]) for s in specs if "==" in s}
+        for extra, specs in extras.items()
+    }
+    provider = packages_distributions()
+    for module, extra in EXTRA_OF_MODULE.items():
+        dists = {norm(d) for d in provider.get(module, [])}
+        assert dists, f"no installed distribution provides {module}"
+        # pinned in the extra, or a requirement of a pin (botocore of boto3)
+        brought = set(pinned[extra]) | {
+            norm(re.split(r"[ ;<>=!~\[(]", req)[0])
+            for dist in pinned[extra]
+            for req in (requires(dist) or [])
+            if "extra ==" not in req
+        }
+        assert dists & brought, f"{module} comes from {dists}, which [{extra}] does not install"
+    message = missing_extra_message(ModuleNotFoundError(name="sentence_transformers.models"))
+    assert "pip install 'codyn[serve]'" in message
+    assert missing_extra_message(ModuleNotFoundError(name="nosuchmodule")) is None
