@@ -7,7 +7,10 @@ tested. Checked for every env file, and every env a rule names must exist.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -168,3 +171,39 @@ def test_missing_module_messages_name_the_extra_that_installs_it():
     message = missing_extra_message(ModuleNotFoundError(name="sentence_transformers.models"))
     assert "pip install 'codyn[serve]'" in message
     assert missing_extra_message(ModuleNotFoundError(name="nosuchmodule")) is None
+
+
+def rule_scripts() -> dict[str, list[str]]:
+    """env file -> the scripts of the rules that run in it (rules/*.smk)."""
+    out: dict[str, list[str]] = {}
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+            env = re.search(r'conda:\s*\n\s*"([^"]+)"', block)
+            script = re.search(r'script:\s*\n\s*"([^"]+)"', block)
+            if env and script:
+                env_path = (REPO / "rules" / env.group(1)).resolve()
+                script_path = (REPO / "rules" / script.group(1)).resolve()
+                out.setdefault(env_path.name, []).append(str(script_path))
+    return out
+
+
+@pytest.mark.parametrize("env", ENVS, ids=lambda p: p.name)
+def test_env_imports_what_its_rules_scripts_import(env):
+    """A stage env installs codyn's core plus its own pins, not every extra: each script its
+    rules run must import with just those (tests/dependency_fence.py)."""
+    scripts = rule_scripts().get(env.name)
+    if not scripts:
+        pytest.skip(f"no rule runs a script in {env.name}")
+    core = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    _, pip = env_entries(env)
+    dists = [s.split("==")[0] for s in core] + [d.split("==")[0] for d in pip if "==" in d]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "dependency_fence.py"), *dists, "--", "scripts"]
+        + scripts,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"{env.name}: {proc.stderr[-2000:]}"

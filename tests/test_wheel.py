@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -220,57 +221,17 @@ def test_wheel_installs_and_runs(tmp_path, monkeypatch):
     assert "pip install 'codyn[serve]'" in blocked.stderr, blocked.stderr
 
 
-# Runs codyn's command line with only the core dependencies importable (pyproject
-# `dependencies` and what they require): every other top-level module raises
-# ModuleNotFoundError, as in an install without extras.
-CORE_ONLY = """
-import importlib.abc, importlib.metadata as md, re, sys, tomllib
-core = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
-allowed, seen = set(), set()
-def add(dist):
-    if dist.lower() in seen:
-        return
-    seen.add(dist.lower())
-    try:
-        d = md.distribution(dist)
-    except md.PackageNotFoundError:  # a requirement for another platform (tzdata)
-        return
-    top = (d.read_text("top_level.txt") or "").split() or {
-        f.parts[0].removesuffix(".py") for f in d.files or [] if len(f.parts) > 1 or f.suffix == ".py"
-    }
-    allowed.update(top)
-    for req in d.requires or []:
-        if "extra ==" not in req:
-            add(re.split(r"[ ;<>=!~\\[(]", req)[0])
-for spec in core:
-    add(spec.split("==")[0])
-class CoreOnly(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        top = name.split(".")[0]
-        if top in sys.stdlib_module_names or top in allowed or top == "codyn" or top[0] == "_":
-            return None
-        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, CoreOnly())
-from codyn.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
-
-
 def test_core_commands_need_no_extra(tmp_path, monkeypatch):
     """`codyn import` (through a config: the schema), `codyn route` on a baseline router and
     `codyn --help` run on the core install; `codyn serve` and `codyn score` name their extra."""
     monkeypatch.setenv("CODYN_CACHE", str(tmp_path / "cache"))
-    script = tmp_path / "core_only.py"
-    script.write_text(CORE_ONLY)
+    core = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    fence = [sys.executable, str(REPO / "tests" / "dependency_fence.py")]
+    fence += [spec.split("==")[0] for spec in core] + ["--", "cli"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def codyn(*args, check=True):
-        return run(
-            [sys.executable, str(script), str(REPO / "pyproject.toml"), *args],
-            env=env,
-            cwd=tmp_path,
-            check=check,
-        )
+        return run([*fence, *args], env=env, cwd=tmp_path, check=check)
 
     assert "route" in codyn("--help").stdout
     table = real_table(tmp_path / "he.csv")
