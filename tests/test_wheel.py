@@ -28,6 +28,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from codyn import __version__
 from codyn.config import load_config
 from codyn.matrix import Matrix
 from codyn.routers import load_router, make_router
@@ -68,7 +69,7 @@ def build_wheel(tmp_path: Path) -> Path:
         env=os.environ.copy(),
         cwd=tmp_path,
     )
-    (wheel,) = out.glob("codyn-*.whl")
+    (wheel,) = out.glob(f"codyn-{__version__}-py3-none-any.whl")  # version: codyn/__init__
     return wheel
 
 
