@@ -1,4 +1,5 @@
-# Shared by every rules file: config validation (before any job runs) and target lists.
+# Shared by every rules file: config validation (before any job runs), helper functions and
+# the final targets (get_final_output, below).
 import re
 import sys
 from pathlib import Path
