@@ -53,22 +53,25 @@ def _validator() -> jsonschema.protocols.Validator:
 
 @functools.cache
 def _section_defaults(section: str) -> dict:
-    spec = _schema()["properties"][section]
+    spec = _schema()
+    for i, part in enumerate(section.split(".")):
+        props = spec.get("properties", {})
+        if part not in props:
+            where = ".".join(section.split(".")[:i]) or "<root>"
+            raise ConfigError(section, f"no such config section in {where}", allowed=sorted(props))
+        spec = props[part]
     filled: dict = {}
     # The one default-filling validator, on an empty section: nested defaults follow, and
-    # evolve keeps the root schema for "#/definitions/..." references.
+    # evolve keeps the root schema for "#/definitions/..." references. Errors (a required
+    # key) are the caller's to check on the real section.
     for _ in _validator().evolve(schema=spec).iter_errors(filled):
         pass
     return filled
 
 
 def section_defaults(section: str) -> dict:
-    """A top-level section (``scoring``, ``serve``, ...) as the schema's defaults fill it when
-    a config leaves it out; a fresh copy per call."""
-    if section not in _schema()["properties"]:
-        raise ConfigError(
-            section, "no such config section", allowed=sorted(_schema()["properties"])
-        )
+    """A config section (``scoring``, ``serve``, ``serve.cascade``, ...) as the schema's
+    defaults fill it where a config gives it empty; a fresh copy per call."""
     return copy.deepcopy(_section_defaults(section))
 
 

@@ -84,12 +84,18 @@ def test_schema_is_parsed_once_and_handed_out_as_copies(repo_root):
 
 
 def test_section_defaults_are_what_validation_fills(repo_root):
-    from codyn.config import read_yaml, section_defaults
+    from codyn.config import load_schema, read_yaml, section_defaults
 
     assert "serve" not in read_yaml(repo_root / "config.yaml")  # so validation fills it
     assert section_defaults("serve") == load_config(repo_root / "config.yaml")["serve"]
     assert section_defaults("scoring")["timeout_s"] == 10
     section_defaults("scoring")["timeout_s"] = -1
     assert section_defaults("scoring")["timeout_s"] == 10
+    cascade = load_schema()["properties"]["serve"]["properties"]["cascade"]["properties"]
+    assert section_defaults("serve.cascade") == {
+        key: spec["default"] for key, spec in cascade.items() if "default" in spec
+    }
     with pytest.raises(ConfigError, match="no such config section"):
         section_defaults("scorring")
+    with pytest.raises(ConfigError, match="no such config section in serve"):
+        section_defaults("serve.cascad")
