@@ -216,7 +216,7 @@ class Router:
         try:
             router._load_state(meta.get("state") or {})
             router._load_weights(directory)
-        except InputError:
+        except (InputError, ModuleNotFoundError):  # not damage: a missing extra (codyn.cli)
             raise
         except Exception as exc:  # torch, safetensors, joblib: each fails its own way
             raise InputError(
