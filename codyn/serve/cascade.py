@@ -45,7 +45,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram
 
-from codyn.config import load_schema
+from codyn.config import load_schema, section_defaults
 from codyn.errors import ConfigError, InputError
 from codyn.examples import parse_examples, visible_examples
 from codyn.policy import AUTO_MODEL
@@ -77,7 +77,7 @@ def cascade_settings(spec: dict, models: list[str]) -> dict:
         raise ConfigError(
             f"serve.cascade.{sorted(unknown)[0]}", "unknown key", allowed=sorted(props)
         )
-    out = {k: p.get("default") for k, p in props.items()}
+    out = {k: None for k in props} | section_defaults("serve.cascade")
     out.update(spec)
     stages = out.get("stages")
     if not isinstance(stages, list) or not stages:

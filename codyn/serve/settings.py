@@ -3,14 +3,15 @@ and the router's serving-time speed settings."""
 
 from __future__ import annotations
 
-from codyn.config import load_schema
+from codyn.config import load_schema, section_defaults
 from codyn.errors import ConfigError, InputError
 
 
 def serve_settings(config: dict) -> dict:
     """``config['serve']`` over the schema's defaults (one source of defaults)."""
     props = load_schema()["properties"]["serve"]["properties"]
-    settings = {key: spec.get("default") for key, spec in props.items()}
+    # keys without a schema default read as None; the defaults come from the one validator
+    settings = {key: None for key in props} | section_defaults("serve")
     unknown = set(config.get("serve") or {}) - set(props)
     if unknown:
         raise ConfigError(f"serve.{sorted(unknown)[0]}", "unknown key", allowed=sorted(props))
