@@ -431,6 +431,7 @@ class ClsRouter(Router):
             self.model.to("cpu").eval()
             path = export(
                 self._text_logits,
+                self.model,
                 self.tokenizer,
                 directory / MODEL_DIR / onnx_file_name(runtime),
                 runtime,

@@ -92,14 +92,17 @@ def _load_onnx(resolved: str, key: str, runtime: str, max_length: int | None) ->
     )
     model = _load_encoder(resolved, "cpu")
     names = [type(m).__name__ for m in model]
-    if names[:2] != ["Transformer", "Pooling"] or model[1].get_pooling_mode_str() != "mean":
+    if (
+        names[:2] != ["Transformer", "Pooling"]
+        or model[1].get_config_dict().get("pooling_mode") != "mean"
+    ):
         raise InputError(
             f"encoder_runtime {runtime} supports mean-pooling sentence encoders; "
             f"{resolved} is {' + '.join(names)}",
             field="encoder_runtime",
         )
     if not path.is_file():
-        export(_mean_pool_forward(model), model.tokenizer, path, runtime)
+        export(_mean_pool_forward(model), model, model.tokenizer, path, runtime)
     return OnnxEncoder(path, model.tokenizer, max_length or model.max_seq_length)
 
 

@@ -52,14 +52,16 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _graph(forward: Callable, names: list[str]):
+def _graph(forward: Callable, names: list[str], module):
     import torch
 
     class Graph(torch.nn.Module):
-        """``forward(*tensors)`` by the tokenizer's input names, for the tracer."""
+        """``forward(*tensors)`` by the tokenizer's input names, for the tracer; ``module``
+        holds the weights, registered so the tracer exports them as initialisers."""
 
         def __init__(self):
             super().__init__()
+            self.inner = module
 
         def forward(self, *tensors):
             return forward(dict(zip(names, tensors, strict=True)))
@@ -67,8 +69,9 @@ def _graph(forward: Callable, names: list[str]):
     return Graph().eval()
 
 
-def export(forward: Callable, tokenizer, path: Path, runtime: str = "onnx") -> Path:
-    """Trace ``forward(encoded batch) -> (batch, k) tensor`` into ``path`` (atomic).
+def export(forward: Callable, module, tokenizer, path: Path, runtime: str = "onnx") -> Path:
+    """Trace ``forward(encoded batch) -> (batch, k) tensor`` (weights in the torch
+    ``module``) into ``path`` (atomic).
 
     Batch size and sequence length stay dynamic. ``onnx-int8`` quantises the exported
     fp32 graph's weights to int8 (dynamic quantisation, activations stay fp32).
@@ -80,7 +83,7 @@ def export(forward: Callable, tokenizer, path: Path, runtime: str = "onnx") -> P
     names = list(sample.keys())
     axes = {name: {0: "batch", 1: "tokens"} for name in names}
     axes["out"] = {0: "batch"}
-    graph = _graph(forward, names)
+    graph = _graph(forward, names, module)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fp32 = Path(f"{tmp}.fp32.onnx") if runtime != "onnx" else Path(tmp)
