@@ -117,6 +117,25 @@ ROUTERS = {
             "header": ["auto", False],
         },
     },
+    # the fast tier (codyn.routers.static_embeddings): the same linear router and grid on
+    # features that cost microseconds -- MiniLM's distilled static token embeddings, and
+    # hashed character/word n-grams
+    "linear-static": {
+        "base": {"type": "linear", "encoder": "static-minilm"},
+        "grid": {
+            "C": [1.0, 0.3, 3.0],
+            "candidates": ["all", "sbs-pair"],
+            "header": ["auto", False],
+        },
+    },
+    "linear-hashed": {
+        "base": {"type": "linear", "encoder": "hashed"},
+        "grid": {
+            "C": [1.0, 0.3, 3.0],
+            "candidates": ["all", "sbs-pair"],
+            "header": ["auto", False],
+        },
+    },
     "knn": {"base": {"type": "knn", "weights": "distance"}, "grid": {"k": [15, 5, 45]}},
     # sklearn's MLP is the slowest fit here (~12 s per fold on MBPP's 11 outputs): K = 3
     "mlp": {"base": {"type": "mlp", "hidden": 128}, "grid": {}, "folds": 3},
