@@ -219,7 +219,7 @@ class EmbeddingRouter:
                 int(self.params.get("static_dims", 256)),
             )
         elif self._fast is None and encoder == HASHED:
-            self._fast = HashedNgrams(int(self.params.get("hash_bits", 12)))
+            self._fast = HashedNgrams(int(self.params.get("hash_bits", 11)))
         return self._fast
 
     def _embedder(self) -> Embedder:

@@ -169,7 +169,7 @@ def cached_static(source: str, source_key: str, dims: int) -> StaticEmbeddings:
 class HashedNgrams:
     """``encode(texts) -> (n, 2 * 2**bits) float32`` hashed char and word n-grams."""
 
-    def __init__(self, bits: int = 12):
+    def __init__(self, bits: int = 11):
         from sklearn.feature_extraction.text import HashingVectorizer
 
         common = {"n_features": 2**bits, "alternate_sign": False, "norm": "l2",
