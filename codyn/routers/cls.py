@@ -107,6 +107,7 @@ class ClsRouter(Router):
             if int(self.params[key]) < 1:
                 raise InputError(f"{key} must be >= 1", path=where, field=key)
         self.params["header"] = str(self.params["header"]).lower()
+        check_runtime(self.params.get("encoder_runtime", "torch"), where)
         for key, allowed in self.CHOICES.items():
             if self.params[key] not in allowed:
                 raise InputError(
