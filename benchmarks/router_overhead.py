@@ -92,12 +92,13 @@ def encoder_flop_per_request(config, tokens: np.ndarray) -> float:
 
 def build_routers(variants, data, folder: Path) -> dict:
     """Each variant's router, saved and loaded back as serve/route/predict would."""
-    routers = {}
+    routers, cls = {}, None
     for name in variants:
         if name.startswith("cls-"):
-            runtime = name.removeprefix("cls-")
-            params = {} if runtime == "torch" else {"encoder_runtime": runtime}
-            router = probe_cls_router(data, **params)
+            # one probe fit; each runtime is the same router saved with its encoder_runtime
+            cls = cls or probe_cls_router(data)
+            cls.params["encoder_runtime"] = name.removeprefix("cls-")
+            router = cls
         else:
             encoder = {"linear-static": "static-minilm", "linear-hashed": "hashed"}[name]
             router = make_router("linear", {"type": "linear", "encoder": encoder}, seed=0).fit(data)
