@@ -4,7 +4,8 @@ A router's encoder forward pass is almost all of its cost (issue 20: ~21 MFLOP p
 token for MiniLM-L6). ``encoder_runtime: onnx`` exports that pass -- the tokens in,
 the router's pooled features or head logits out -- with ``torch.onnx.export`` once,
 and runs it with ONNX Runtime: full graph optimisation (attention and layer-norm
-fusion), fp32, one intra-op thread per usable core. Decisions do not change (fp32 to
+fusion), fp32, one intra-op thread per usable core (``threads`` where the router has it),
+no spinning. Decisions do not change (fp32 to
 ~1e-6; checked by tests/test_fast_routers.py and benchmarks/router_overhead.py).
 ``onnx-int8`` adds ONNX Runtime's dynamic int8 quantisation of the weights: faster,
 but it changes some picks; the benchmark prints how many.
@@ -132,6 +133,9 @@ class OnnxEncoder:
         options.intra_op_num_threads = threads or usable_cores()
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # No busy-waiting between ops: on a few cores shared with the server's event loop
+        # and tokenisation (or other jobs), spinning threads steal the time they wait for.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
