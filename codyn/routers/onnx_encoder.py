@@ -171,7 +171,7 @@ class OnnxEncoder:
 
     def __call__(self, texts: list[str], batch_size: int = 32, waste: float = 0.15) -> np.ndarray:
         """Scores of ``texts``, in micro-batches of similar length: padding a batch to its
-        longest prompt spends FLOPs on pad tokens (HumanEval prompts vary 3x in length),
+        longest prompt spends FLOPs on pad tokens (HumanEval: 43 to 256 tokens, ~44% padding),
         so a batch grows only while its padded tokens stay within ``waste`` of its real ones."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
