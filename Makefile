@@ -13,7 +13,8 @@ $(BIN)/codyn: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and pinned: it takes the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# Every extra (serve, train, aws, pipeline, slurm; pyproject.toml) and the test tools.
+	$(BIN)/pip install --quiet -e '.[all,dev]'
 	touch $(BIN)/codyn
 
 install: $(BIN)/codyn

@@ -22,15 +22,4 @@ include: "rules/benchmark.smk"
 rule all:
     default_target: True
     input:
-        data_targets(),
-        plan_targets(),
-        generate_targets(),
-        score_targets(),
-        agreement_targets(),
-        matrix_targets(),
-        study_targets(),
-        cascade_targets(),
-        splits_targets(),
-        train_targets(),
-        evaluate_targets(),
-        report_targets(),
+        get_final_output(),

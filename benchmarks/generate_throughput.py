@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from chat_server import running_server, stats  # noqa: E402
 
+import codyn.backends.openai_compat  # noqa: E402,F401 (the SDK import, ~1 s, is not timed)
 from codyn.generate import generate  # noqa: E402
 from codyn.io import write_json  # noqa: E402
 

@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from codyn import policy
 from codyn.config import load_config, relative_costs
 from codyn.evaluation import calibration, metrics, sweep
 from codyn.evaluation.evaluate import SWEPT_TYPES
@@ -297,7 +298,7 @@ def run_seed(
         else:
             pred = router.predict_scores(test.prompts)
         for sname, lam in settings.items():
-            choice = sweep.decide(pred, costs, float(lam))
+            choice = policy.choose(pred, costs, float(lam))
             rec["settings"][sname] = metrics.summarise_choice(
                 test.scores, costs, choice, models=train.models
             )
@@ -337,7 +338,7 @@ def test_curve(pred, scores, costs, sbs, ref, resamples, seed) -> dict:
     oracle_point = None
     if len(reach):
         i = reach[np.argmin(cost[reach])]
-        idx = sweep.decide(pred, costs, pts[i].cost_weight)
+        idx = policy.choose(pred, costs, pts[i].cost_weight)
         diff = scores[np.arange(len(idx)), idx] - scores[:, sbs]
         oracle_point = {
             "cost_over_sbs": float(cost[i]) / ref["c_strong"],

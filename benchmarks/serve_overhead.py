@@ -13,7 +13,7 @@ package, each made unique) at concurrency 1 and 32 and reports p50/p99 of
   waiting for the batch in progress).
 
 Cascade (``--parts cascade``): the sandbox time the verified cascade (model
-``codyn-cascade``, codyn.serve_cascade) adds when its first stage is accepted. A local upstream
+``codyn-cascade``, codyn.serve.cascade) adds when its first stage is accepted. A local upstream
 (tests/answer_upstream.py) answers each HumanEval prompt instantly with the prompt plus its
 canonical solution; the server (stages: cheap > strong) parses the prompt's examples, runs
 them in its warm sandbox and reports ``x-codyn-sandbox-ms`` and ``x-codyn-cascade``; p50/p99

@@ -7,6 +7,7 @@ import os
 import sys
 
 from codyn.errors import CodynError
+from codyn.extras import missing_extra_message
 
 # subcommand -> (module, help). Each module exposes ``main(argv: list[str]) -> int``.
 SUBCOMMANDS = {
@@ -34,11 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"codyn: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(SUBCOMMANDS[name][0])
     # The last line of defence, so that no input ends in a traceback: each subcommand
     # reports its own errors with file and record; these are what slips past them.
     try:
+        module = importlib.import_module(SUBCOMMANDS[name][0])
         return int(module.main(rest) or 0)
+    except ModuleNotFoundError as exc:
+        message = missing_extra_message(exc)
+        if message is None:
+            raise
+        print(f"codyn {name}: {message}", file=sys.stderr)
+        return 1
     except CodynError as exc:
         print(f"codyn {name}: {exc}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ name used in a list or a router refers to a defined dataset or model. Both raise
 from __future__ import annotations
 
 import copy
+import functools
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,51 @@ def schema_path() -> Path:
     return Path(str(resources.files("codyn").joinpath(SCHEMA_RESOURCE)))
 
 
+@functools.cache
+def _schema() -> dict:
+    """The schema, parsed once per process; private, so no caller can change it for others."""
+    try:
+        with open(schema_path(), encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except OSError as exc:  # an install that left the package data out
+        raise ConfigError(
+            "<root>", f"cannot read the config schema {schema_path()}: {exc.strerror or exc}"
+        ) from None
+
+
 def load_schema() -> dict:
-    with open(schema_path(), encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+    """A copy of the schema (parsed once): edit it freely, the next caller sees the original."""
+    return copy.deepcopy(_schema())
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    """The schema's validator that also fills defaults, built once."""
+    return _fill_defaults(jsonschema.Draft202012Validator)(_schema())
+
+
+@functools.cache
+def _section_defaults(section: str) -> dict:
+    spec = _schema()
+    for i, part in enumerate(section.split(".")):
+        props = spec.get("properties", {})
+        if part not in props:
+            where = ".".join(section.split(".")[:i]) or "<root>"
+            raise ConfigError(section, f"no such config section in {where}", allowed=sorted(props))
+        spec = props[part]
+    filled: dict = {}
+    # The one default-filling validator, on an empty section: nested defaults follow, and
+    # evolve keeps the root schema for "#/definitions/..." references. Errors (a required
+    # key) are the caller's to check on the real section.
+    for _ in _validator().evolve(schema=spec).iter_errors(filled):
+        pass
+    return filled
+
+
+def section_defaults(section: str) -> dict:
+    """A config section (``scoring``, ``serve``, ``serve.cascade``, ...) as the schema's
+    defaults fill it where a config gives it empty; a fresh copy per call."""
+    return copy.deepcopy(_section_defaults(section))
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -150,10 +193,7 @@ def validate_config(config: dict) -> dict:
 
     Raises :class:`ConfigError` on the first problem, most specific first.
     """
-    schema = load_schema()
-    cls = _fill_defaults(jsonschema.Draft202012Validator)
-    validator = cls(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: -len(list(e.absolute_path)))
+    errors = sorted(_validator().iter_errors(config), key=lambda e: -len(list(e.absolute_path)))
     if errors:
         raise _error_to_config_error(errors[0])
     check_values(config)

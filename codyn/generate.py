@@ -205,15 +205,7 @@ def generate(
         params = backend.params()
         cache = ResponseCache(cache_path(cache_dir, backend.kind, model_name))
         answers, old_errors = cache.load()
-        keyed, pending = [], {}
-        for task in tasks:
-            messages = task_messages(task)
-            key = cache_key(
-                backend.kind, backend.model_id, messages, params, backend.key_extra(task)
-            )
-            keyed.append((task, key))
-            if key not in answers and key not in pending:
-                pending[key] = (task, messages, params)
+        keyed, pending = _keyed_tasks(tasks, backend, params, answers)
         n_cached = sum(1 for _, key in keyed if key in answers)
         log.info(
             "%s: %d tasks, %d cached, %d to ask (%d failed before) with %s",
@@ -231,14 +223,7 @@ def generate(
             fresh = _ask_missing(backend, cache, pending, max(1, conc), f"generate {model_name}")
         finally:
             cache.close()
-        fresh_by_key = {r["key"]: r for r in fresh}
-        records, error_kinds = [], Counter()
-        for task, key in keyed:
-            cached = answers.get(key) or fresh_by_key[key]
-            rec = response_record(cached, task, model_name, backend)
-            if rec["error"] is not None:
-                error_kinds[cached.get("error_kind") or "error"] += 1
-            records.append(rec)
+        records, error_kinds = _response_records(keyed, answers, fresh, model_name, backend)
     finally:
         backend.close()
 
@@ -271,6 +256,36 @@ def generate(
         )
     write_jsonl(out_path, records)
     return summary
+
+
+def _keyed_tasks(
+    tasks: list[dict], backend: Backend, params: dict, answers: dict
+) -> tuple[list[tuple[dict, str]], dict]:
+    """Each task with its cache key, and the requests to make (key -> task, messages,
+    params) for the keys without a cached answer, each key once."""
+    keyed, pending = [], {}
+    for task in tasks:
+        messages = task_messages(task)
+        key = cache_key(backend.kind, backend.model_id, messages, params, backend.key_extra(task))
+        keyed.append((task, key))
+        if key not in answers and key not in pending:
+            pending[key] = (task, messages, params)
+    return keyed, pending
+
+
+def _response_records(
+    keyed: list[tuple[dict, str]], answers: dict, fresh: list[dict], model_name: str, backend
+) -> tuple[list[dict], Counter]:
+    """The response record of every task, in task order, and the count of each error kind."""
+    fresh_by_key = {r["key"]: r for r in fresh}
+    records, error_kinds = [], Counter()
+    for task, key in keyed:
+        cached = answers.get(key) or fresh_by_key[key]
+        rec = response_record(cached, task, model_name, backend)
+        if rec["error"] is not None:
+            error_kinds[cached.get("error_kind") or "error"] += 1
+        records.append(rec)
+    return records, error_kinds
 
 
 # --- helpers for rules/generate.smk (kept here so they are tested) ---

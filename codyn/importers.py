@@ -60,7 +60,7 @@ import pandas as pd
 from codyn import validate
 from codyn.errors import CodynError, InputError
 from codyn.matrix import SCORE_PREFIX, USD_PREFIX, Matrix
-from codyn.routers.header import format_header
+from codyn.prompts import format_header
 
 log = logging.getLogger(__name__)
 
@@ -215,69 +215,14 @@ def matrix_from_frame(
     """
     where = path or source or dataset
     models = list(score_columns)
-    if not models:
-        raise InputError("no score columns given", path=where, field="score_columns")
     cost_columns = dict(cost_columns or {})
-    if relative_cost not in RELATIVE_COSTS:
-        raise InputError(
-            f"unknown relative_cost {relative_cost!r} (allowed: {', '.join(RELATIVE_COSTS)})",
-            path=where,
-            field="relative_cost",
-        )
-    needed = [id_column, prompt_column, *score_columns.values(), *cost_columns.values()]
-    missing_cols = [c for c in needed if c not in frame.columns]
-    if missing_cols:
-        raise InputError(
-            f"missing columns {missing_cols} (present: {list(frame.columns)[:20]})",
-            path=where,
-            field=missing_cols[0],
-        )
-    unknown = sorted(set(cost_columns) - set(models))
-    if unknown:
-        raise InputError(
-            f"cost columns for models without scores: {unknown}", path=where, field="cost_columns"
-        )
-    if relative_cost == "config":
-        costs = dict(costs or {})
-        unknown = sorted(set(costs) - set(models))
-        if unknown:
-            raise InputError(
-                f"unknown models in the cost map: {unknown} (imported: {models})",
-                path=where,
-                field="costs",
-            )
-        no_cost = [m for m in models if costs.get(m) is None]
-        if no_cost:
-            raise InputError(f"models without a cost: {no_cost}", path=where, field="costs")
-        costs = validate.costs(costs, validate.Where(path=where, field="costs"))
-    else:
-        no_cost = [m for m in models if m not in cost_columns]
-        if no_cost:
-            raise InputError(
-                f"relative_cost=mean_usd but no cost column for {no_cost}",
-                path=where,
-                field="cost_columns",
-            )
+    _check_columns(
+        frame, [id_column, prompt_column], score_columns, cost_columns, relative_cost, where
+    )
+    costs = _configured_costs(costs, models, cost_columns, relative_cost, where)
 
     validate.has_rows(len(frame), validate.Where(path=where))
-    ids = frame[id_column].map(validate.text_id)
-    empty = ids.map(lambda v: v is None or not v.strip()).astype(bool)
-    if empty.any():
-        raise InputError(
-            f"empty ids at {_rows(ids.fillna(''), empty, origin)}",
-            path=where,
-            field=id_column,
-        )
-    ids = ids.astype(str)
-    dup = ids.duplicated(keep=False)
-    if dup.any():
-        groups = pd.Series(np.flatnonzero(dup.to_numpy())).groupby(ids[dup].to_numpy(), sort=False)
-        parts = [
-            f"{key!r} at " + ", ".join(origin[i] if origin else f"row {i}" for i in rows)
-            for key, rows in list(groups)[:5]
-        ]
-        more = f" and {groups.ngroups - 5} more" if groups.ngroups > 5 else ""
-        raise InputError(f"duplicate ids: {'; '.join(parts)}{more}", path=where, field=id_column)
+    ids = _task_ids(frame[id_column], origin, where, id_column)
     prompts = frame[prompt_column]
     no_prompt = prompts.isna() | (prompts.map(lambda p: isinstance(p, str) and not p.strip()))
     if no_prompt.any():
@@ -299,59 +244,14 @@ def matrix_from_frame(
             "prompt": prompts.astype(str).values,
         }
     )
+    checked = _Cells(ids=ids, origin=origin, where=where)
     for m in models:
-        col = score_columns[m]
-        values, bad = _numbers(frame[col])
-        bad = bad | values.isna()
-        if bad.any():
-            raise InputError(
-                f"missing or non-numeric scores for {_rows(ids, bad, origin)}",
-                path=where,
-                field=col,
-            )
-        values = values.astype(float) * float(score_scale)
-        bad = (values < lo) | (values > hi) | ~np.isfinite(values)
-        if bad.any():
-            scale = f" after scaling by {score_scale}" if score_scale != 1 else ""
-            raise InputError(
-                f"scores outside [{lo}, {hi}]{scale} (declare score_range/score_scale if intended) "
-                f"for {_rows(ids, bad, origin)}",
-                path=where,
-                field=col,
-            )
-        out[SCORE_PREFIX + m] = values.to_numpy()
+        out[SCORE_PREFIX + m] = checked.scores(frame[score_columns[m]], score_scale, lo, hi)
     for m in models:
-        if m in cost_columns:
-            col = cost_columns[m]
-            usd, not_number = _numbers(frame[col])
-            for bad, what in (
-                (not_number, "missing or non-numeric cost"),
-                (~not_number & ~np.isfinite(usd), "NaN or infinite cost"),
-                (usd < 0, "negative cost"),
-            ):
-                if bad.any():
-                    raise InputError(
-                        f"{what} for {_rows(ids, bad, origin)} (a per-call cost is a finite "
-                        "number >= 0)",
-                        path=where,
-                        field=col,
-                    )
-            out[USD_PREFIX + m] = usd.to_numpy()
-        else:
-            out[USD_PREFIX + m] = np.nan
+        has_usd = m in cost_columns
+        out[USD_PREFIX + m] = checked.usd(frame[cost_columns[m]]) if has_usd else np.nan
     if relative_cost == "mean_usd":
-        rel = {}
-        for m in models:
-            mean = (
-                float(np.nanmean(out[USD_PREFIX + m]))
-                if out[USD_PREFIX + m].notna().any()
-                else np.nan
-            )
-            if not np.isfinite(mean):
-                raise InputError("no known cost to average", path=where, field=cost_columns[m])
-            rel[m] = mean
-        validate.costs(rel, validate.Where(path=where, field="cost_columns"))
-        log.info("relative cost = mean USD per call: %s", rel)
+        rel = _mean_usd(out, models, cost_columns, where)
     else:
         rel = {m: float(costs[m]) for m in models}
     meta = {
@@ -363,6 +263,152 @@ def matrix_from_frame(
         "n_tasks": int(len(out)),
     }
     return Matrix(out, models, rel, False, source or f"import:{where}", meta).validate(where)
+
+
+def _check_columns(
+    frame: pd.DataFrame,
+    text_columns: list[str],
+    score_columns: dict[str, str],
+    cost_columns: dict[str, str],
+    relative_cost: str,
+    where: str,
+) -> None:
+    """The spec names at least one model, a known cost rule, and columns the table has."""
+    models = list(score_columns)
+    if not models:
+        raise InputError("no score columns given", path=where, field="score_columns")
+    if relative_cost not in RELATIVE_COSTS:
+        raise InputError(
+            f"unknown relative_cost {relative_cost!r} (allowed: {', '.join(RELATIVE_COSTS)})",
+            path=where,
+            field="relative_cost",
+        )
+    needed = [*text_columns, *score_columns.values(), *cost_columns.values()]
+    missing_cols = [c for c in needed if c not in frame.columns]
+    if missing_cols:
+        raise InputError(
+            f"missing columns {missing_cols} (present: {list(frame.columns)[:20]})",
+            path=where,
+            field=missing_cols[0],
+        )
+    unknown = sorted(set(cost_columns) - set(models))
+    if unknown:
+        raise InputError(
+            f"cost columns for models without scores: {unknown}", path=where, field="cost_columns"
+        )
+
+
+def _configured_costs(
+    costs: dict | None,
+    models: list[str],
+    cost_columns: dict[str, str],
+    relative_cost: str,
+    where: str,
+) -> dict | None:
+    """The checked cost map for ``relative_cost="config"``; for ``"mean_usd"``, that every
+    model has a cost column (the costs are then averaged from it)."""
+    if relative_cost != "config":
+        no_cost = [m for m in models if m not in cost_columns]
+        if no_cost:
+            raise InputError(
+                f"relative_cost=mean_usd but no cost column for {no_cost}",
+                path=where,
+                field="cost_columns",
+            )
+        return costs
+    costs = dict(costs or {})
+    unknown = sorted(set(costs) - set(models))
+    if unknown:
+        raise InputError(
+            f"unknown models in the cost map: {unknown} (imported: {models})",
+            path=where,
+            field="costs",
+        )
+    no_cost = [m for m in models if costs.get(m) is None]
+    if no_cost:
+        raise InputError(f"models without a cost: {no_cost}", path=where, field="costs")
+    return validate.costs(costs, validate.Where(path=where, field="costs"))
+
+
+def _task_ids(column: pd.Series, origin: list[str] | None, where: str, field: str) -> pd.Series:
+    """The id column as text; every id present and unique, else the rows that are not."""
+    ids = column.map(validate.text_id)
+    empty = ids.map(lambda v: v is None or not v.strip()).astype(bool)
+    if empty.any():
+        raise InputError(
+            f"empty ids at {_rows(ids.fillna(''), empty, origin)}", path=where, field=field
+        )
+    ids = ids.astype(str)
+    dup = ids.duplicated(keep=False)
+    if dup.any():
+        groups = pd.Series(np.flatnonzero(dup.to_numpy())).groupby(ids[dup].to_numpy(), sort=False)
+        parts = [
+            f"{key!r} at " + ", ".join(origin[i] if origin else f"row {i}" for i in rows)
+            for key, rows in list(groups)[:5]
+        ]
+        more = f" and {groups.ngroups - 5} more" if groups.ngroups > 5 else ""
+        raise InputError(f"duplicate ids: {'; '.join(parts)}{more}", path=where, field=field)
+    return ids
+
+
+class _Cells:
+    """Checks a table's number columns; errors name the rows by id and origin."""
+
+    def __init__(self, ids: pd.Series, origin: list[str] | None, where: str):
+        self.ids, self.origin, self.where = ids, origin, where
+
+    def scores(self, column: pd.Series, scale: float, lo: float, hi: float) -> np.ndarray:
+        values, bad = _numbers(column)
+        bad = bad | values.isna()
+        if bad.any():
+            raise InputError(
+                f"missing or non-numeric scores for {_rows(self.ids, bad, self.origin)}",
+                path=self.where,
+                field=column.name,
+            )
+        values = values.astype(float) * float(scale)
+        bad = (values < lo) | (values > hi) | ~np.isfinite(values)
+        if bad.any():
+            scaled = f" after scaling by {scale}" if scale != 1 else ""
+            raise InputError(
+                f"scores outside [{lo}, {hi}]{scaled} (declare score_range/score_scale if "
+                f"intended) for {_rows(self.ids, bad, self.origin)}",
+                path=self.where,
+                field=column.name,
+            )
+        return values.to_numpy()
+
+    def usd(self, column: pd.Series) -> np.ndarray:
+        usd, not_number = _numbers(column)
+        for bad, what in (
+            (not_number, "missing or non-numeric cost"),
+            (~not_number & ~np.isfinite(usd), "NaN or infinite cost"),
+            (usd < 0, "negative cost"),
+        ):
+            if bad.any():
+                raise InputError(
+                    f"{what} for {_rows(self.ids, bad, self.origin)} (a per-call cost is a "
+                    "finite number >= 0)",
+                    path=self.where,
+                    field=column.name,
+                )
+        return usd.to_numpy()
+
+
+def _mean_usd(
+    out: pd.DataFrame, models: list[str], cost_columns: dict[str, str], where: str
+) -> dict[str, float]:
+    """Relative costs as each model's mean dollars per call (``relative_cost="mean_usd"``)."""
+    rel = {}
+    for m in models:
+        usd = out[USD_PREFIX + m]
+        mean = float(np.nanmean(usd)) if usd.notna().any() else np.nan
+        if not np.isfinite(mean):
+            raise InputError("no known cost to average", path=where, field=cost_columns[m])
+        rel[m] = mean
+    validate.costs(rel, validate.Where(path=where, field="cost_columns"))
+    log.info("relative cost = mean USD per call: %s", rel)
+    return rel
 
 
 def _score_range(score_range, where: str) -> tuple[float, float]:

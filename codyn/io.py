@@ -208,6 +208,23 @@ def read_json(path: str | os.PathLike, required: Iterable[str] = ()) -> dict:
     return obj
 
 
+def read_csv(path: str | os.PathLike, required: Iterable[str] = (), **read_csv_kwargs):
+    """A pandas frame from a CSV file; errors name the file (missing, unreadable) and the
+    first ``required`` column it lacks. ``read_csv_kwargs`` go to :func:`pandas.read_csv`."""
+    import pandas as pd  # io stays importable without pandas' start-up cost
+
+    try:
+        frame = pd.read_csv(path, **read_csv_kwargs)
+    except FileNotFoundError as exc:
+        raise InputError("file does not exist", path=path) from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a readable CSV ({exc})", path=path) from exc
+    for col in required:
+        if col not in frame.columns:
+            raise InputError("missing column", path=path, field=col)
+    return frame
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -5,7 +5,9 @@ portfolio model ``m``: ``score::m`` (float in [0, 1] unless declared otherwise) 
 ``usd::m`` (dollars of that call, NaN when unknown), and, when the score files carry the
 opt-in visible-example verdicts (config ``scoring.visible``), ``visible::m``: 1.0 when the
 answer passes every example its prompt shows, the share it passes when it fails some
-(0 when it did not run), NaN when the prompt shows none. The relative per-call cost
+(0 when it did not run), NaN when the prompt shows none; and with them ``unseen::m``: the
+answer's score on the hidden tests minus those its prompt shows (codyn.scoring.unseen),
+NaN for a task whose hidden tests are all shown (excluded, the same for every model). The relative per-call cost
 weights, the model order, whether answers were simulated, and where the matrix came
 from are stored in the Parquet key-value metadata under ``codyn``.
 
@@ -34,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from codyn.errors import InputError
-from codyn.io import atomic_path, read_jsonl
+from codyn.io import atomic_path, read_csv, read_jsonl
 from codyn.records import SCORE_COLUMNS, SCORE_STATUSES, validate_task
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 SCORE_PREFIX = "score::"
 USD_PREFIX = "usd::"
 VISIBLE_PREFIX = "visible::"
+UNSEEN_PREFIX = "unseen::"
+UNSEEN_EXCLUDED = ("all_visible", "unsupported")
 BASE_COLUMNS = ["task_id", "dataset", "kind", "prompt"]
 DEFAULT_SCORE_RANGE = (0.0, 1.0)
 # Scores of classify tasks carry the A.7 penalty: accuracy in {0, 1} minus (or plus) P in [0, 1].
@@ -72,7 +76,14 @@ class Matrix:
 
     def visible(self) -> pd.DataFrame | None:
         """tasks x models frame of visible-example shares (see module docstring), or None."""
-        cols = [VISIBLE_PREFIX + m for m in self.models]
+        return self._family(VISIBLE_PREFIX)
+
+    def unseen(self) -> pd.DataFrame | None:
+        """tasks x models frame of hidden-minus-visible scores (NaN: excluded), or None."""
+        return self._family(UNSEEN_PREFIX)
+
+    def _family(self, prefix: str) -> pd.DataFrame | None:
+        cols = [prefix + m for m in self.models]
         if not all(c in self.frame.columns for c in cols):
             return None
         out = self.frame[cols].copy()
@@ -198,22 +209,15 @@ def _read_tasks(path) -> pd.DataFrame:
 
 def read_scores(path, model: str) -> pd.DataFrame:
     """One model's score CSV, checked: columns, model name, statuses, unique task ids."""
-    try:
-        # Ids and names as written: without keep_default_na a task "NA" or "null" would
-        # become a missing id; only the score and detail columns know blanks.
-        frame = pd.read_csv(
-            path,
-            dtype={"task_id": str, "model": str, "status": str},
-            keep_default_na=False,
-            na_values={"score": ["", "nan", "NaN"], "detail": [""]},
-        )
-    except FileNotFoundError as exc:
-        raise InputError("file does not exist", path=path) from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a readable CSV ({exc})", path=path) from exc
-    for col in SCORE_COLUMNS:
-        if col not in frame.columns:
-            raise InputError("missing column", path=path, field=col)
+    # Ids and names as written: without keep_default_na a task "NA" or "null" would
+    # become a missing id; only the score and detail columns know blanks.
+    frame = read_csv(
+        path,
+        SCORE_COLUMNS,
+        dtype={"task_id": str, "model": str, "status": str},
+        keep_default_na=False,
+        na_values={"score": ["", "nan", "NaN"], "detail": [""]},
+    )
     wrong = frame.index[frame["model"] != model].tolist()
     if wrong:
         i = wrong[0]
@@ -287,6 +291,58 @@ def visible_share(scores: pd.DataFrame, path=None) -> np.ndarray:
     return out
 
 
+def unseen_score(scores: pd.DataFrame, path=None) -> np.ndarray:
+    """unseen::m from a score file's unseen columns (see module docstring)."""
+    status = scores["unseen_status"].fillna("").astype(str)
+    value = pd.to_numeric(scores["unseen_score"], errors="coerce").to_numpy(dtype=float)
+    # empty status: a task kind without visible examples (not `generate`)
+    excluded = (status.isin(UNSEEN_EXCLUDED) | (status == "")).to_numpy()
+    bad = (~excluded & (np.isnan(value) | (value < 0) | (value > 1))) | (
+        excluded & ~np.isnan(value)
+    )
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"unseen_score {scores['unseen_score'].iloc[i]!r} does not fit unseen_status "
+            f"{status.iloc[i]!r} (a number in [0, 1], empty when {' or '.join(UNSEEN_EXCLUDED)})",
+            path=path,
+            record=scores.index[i],
+            field="unseen_score",
+        )
+    return np.where(excluded, np.nan, value)
+
+
+def _example_columns(frame: pd.DataFrame, scores: dict[str, pd.DataFrame], paths: dict) -> None:
+    """Add visible::m and unseen::m when the score files carry them (all models or none)."""
+    models = list(scores)
+    for column, prefix, read in (
+        ("visible_status", VISIBLE_PREFIX, visible_share),
+        ("unseen_status", UNSEEN_PREFIX, unseen_score),
+    ):
+        have = [m for m in models if column in scores[m].columns]
+        if have and len(have) < len(models):
+            absent = [m for m in models if m not in have]
+            raise InputError(
+                f"{column} columns for {have} but not for {absent} (score them all with the "
+                "same scoring.visible and the same codyn version)",
+                path=paths[absent[0]],
+                field=column,
+            )
+        for m in have:
+            frame[prefix + m] = read(scores[m], paths[m])
+    if any(UNSEEN_PREFIX + m in frame.columns for m in models):
+        gone = np.column_stack([frame[UNSEEN_PREFIX + m].isna() for m in models])
+        mixed = np.flatnonzero(gone.any(axis=1) & ~gone.all(axis=1))
+        if len(mixed):
+            which = [m for j, m in enumerate(models) if gone[mixed[0], j]]
+            raise InputError(
+                f"hidden tests all visible for {which} but not for the other models",
+                path=paths[which[0]],
+                record=frame["task_id"].iloc[mixed[0]],
+                field="unseen_status",
+            )
+
+
 def read_costs_usd(path) -> dict[str, float]:
     """task_id -> cost_usd of the last response line for it (the file is append-only)."""
     out: dict[str, float] = {}
@@ -322,6 +378,50 @@ def build_matrix(
     when no response file is given).
     """
     models = list(models)
+    _check_portfolio(models, score_paths, costs)
+    tasks = _read_tasks(tasks_path)
+    scores = {m: read_scores(score_paths[m], m) for m in models}
+    _check_coverage(tasks, scores, models, tasks_path, score_paths)
+    drop, reasons = _unscorable(tasks, scores, models, score_paths, dataset)
+    kept = tasks[~drop].reset_index(drop=True)
+    if kept.empty:
+        raise InputError("every task is not_scorable", path=tasks_path)
+
+    frame = kept[["task_id"]].copy()
+    frame["dataset"] = dataset
+    frame["kind"] = kept["kind"]
+    frame["prompt"] = kept["prompt"]
+    for m in models:
+        frame[SCORE_PREFIX + m] = scores[m].loc[kept["task_id"], "score"].to_numpy(dtype=float)
+    usd_known = _add_usd(frame, models, response_paths)
+    _example_columns(frame, {m: scores[m].loc[frame["task_id"]] for m in models}, score_paths)
+    kinds = sorted(set(frame["kind"]))
+    score_range = CLASSIFY_SCORE_RANGE if "classify" in kinds else DEFAULT_SCORE_RANGE
+    penalty = _score_penalties(scores, models, kept["task_id"])
+    meta = {
+        "dataset": dataset,
+        "kinds": kinds,
+        "score_range": list(score_range),
+        "n_tasks": int(len(tasks)),
+        "dropped": {"count": int(drop.sum()), "status": NOT_SCORABLE, "reasons": dict(reasons)},
+        "usd_known_share": usd_known,
+    }
+    if answers:
+        meta["answers"] = answers  # simulated / replayed / generated (codyn.config.answers_kind)
+    if penalty:
+        meta["score_penalty"] = penalty
+    matrix = Matrix(
+        frame,
+        models,
+        {m: float(costs[m]) for m in models},
+        bool(simulated),
+        f"pipeline:{dataset}",
+        meta,
+    )
+    return matrix.validate(tasks_path)
+
+
+def _check_portfolio(models: list[str], score_paths: dict, costs: dict[str, float]) -> None:
     for m in models:
         if m not in score_paths:
             raise InputError(f"no score file for model {m!r}", field="score_paths")
@@ -330,9 +430,13 @@ def build_matrix(
     unknown = sorted(set(costs) - set(models))
     if unknown:
         raise InputError(f"cost given for models not in the portfolio: {unknown}", field="costs")
-    tasks = _read_tasks(tasks_path)
+
+
+def _check_coverage(
+    tasks: pd.DataFrame, scores: dict, models: list[str], tasks_path, score_paths: dict
+) -> None:
+    """Every model's scores cover exactly the tasks of the task file."""
     known = set(tasks["task_id"])
-    scores = {m: read_scores(score_paths[m], m) for m in models}
     for m, frame in scores.items():
         extra = sorted(set(frame.index) - known)
         if extra:
@@ -353,6 +457,12 @@ def build_matrix(
                 field="task_id",
             )
 
+
+def _unscorable(
+    tasks: pd.DataFrame, scores: dict, models: list[str], score_paths: dict, dataset: str
+) -> tuple[np.ndarray, list[tuple[str, int]]]:
+    """The mask of tasks not_scorable for every model, and the reasons with their counts;
+    a task not_scorable for some models only is an error."""
     status = pd.DataFrame({m: scores[m].loc[tasks["task_id"], "status"].values for m in models})
     unscorable = (status == NOT_SCORABLE).to_numpy()
     mixed = np.flatnonzero(unscorable.any(axis=1) & ~unscorable.all(axis=1))
@@ -377,62 +487,30 @@ def build_matrix(
             len(tasks),
             "; ".join(f"{r} ({n})" for r, n in reasons),
         )
-    kept = tasks[~drop].reset_index(drop=True)
-    if kept.empty:
-        raise InputError("every task is not_scorable", path=tasks_path)
+    return drop, reasons
 
-    frame = kept[["task_id"]].copy()
-    frame["dataset"] = dataset
-    frame["kind"] = kept["kind"]
-    frame["prompt"] = kept["prompt"]
-    for m in models:
-        frame[SCORE_PREFIX + m] = scores[m].loc[kept["task_id"], "score"].to_numpy(dtype=float)
+
+def _add_usd(frame: pd.DataFrame, models: list[str], response_paths: dict) -> dict[str, float]:
+    """Add each model's per-call dollars from its responses; returns the share known."""
     usd_known = {}
     for m in models:
         path = response_paths.get(m)
         per_task = read_costs_usd(path) if path else {}
-        col = np.array([per_task.get(t, np.nan) for t in kept["task_id"]], dtype=float)
+        col = np.array([per_task.get(t, np.nan) for t in frame["task_id"]], dtype=float)
         frame[USD_PREFIX + m] = col
         usd_known[m] = float(np.isfinite(col).mean())
-    visible = [m for m in models if "visible_status" in scores[m].columns]
-    if visible and len(visible) < len(models):
-        absent = [m for m in models if m not in visible]
-        raise InputError(
-            f"visible-example columns for {visible} but not for {absent} (score them all with "
-            "the same scoring.visible)",
-            path=score_paths[absent[0]],
-            field="visible_status",
-        )
-    for m in visible:
-        frame[VISIBLE_PREFIX + m] = visible_share(scores[m].loc[kept["task_id"]], score_paths[m])
-    kinds = sorted(set(frame["kind"]))
-    score_range = CLASSIFY_SCORE_RANGE if "classify" in kinds else DEFAULT_SCORE_RANGE
+    return usd_known
+
+
+def _score_penalties(scores: dict, models: list[str], task_ids: pd.Series) -> dict[str, float]:
+    """Each penalised model's mean score minus raw score (the A.7 bias penalty) over the
+    kept tasks."""
     penalty = {}
     for m in models:
         if "raw_score" not in scores[m].columns:
             continue
-        rows = scores[m].loc[kept["task_id"]]
+        rows = scores[m].loc[task_ids]
         delta = (rows["score"] - pd.to_numeric(rows["raw_score"], errors="coerce")).dropna()
         if len(delta):
             penalty[m] = float(delta.mean())
-    meta = {
-        "dataset": dataset,
-        "kinds": kinds,
-        "score_range": list(score_range),
-        "n_tasks": int(len(tasks)),
-        "dropped": {"count": int(drop.sum()), "status": NOT_SCORABLE, "reasons": dict(reasons)},
-        "usd_known_share": usd_known,
-    }
-    if answers:
-        meta["answers"] = answers  # simulated / replayed / generated (codyn.config.answers_kind)
-    if penalty:
-        meta["score_penalty"] = penalty
-    matrix = Matrix(
-        frame,
-        models,
-        {m: float(costs[m]) for m in models},
-        bool(simulated),
-        f"pipeline:{dataset}",
-        meta,
-    )
-    return matrix.validate(tasks_path)
+    return penalty

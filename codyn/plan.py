@@ -294,89 +294,112 @@ def plan_dataset(config: dict, name: str, *, cache_dir="cache", tokens: _Tokens 
 
     max_tokens = int(config["generation"]["max_tokens"])
     if tasks is not None:
-        scoring: dict[str, int] = {}
-        reasons: dict[str, int] = {}
-        for task in tasks:
-            how, why = scoring_of(task)
-            if how:
-                scoring[how] = scoring.get(how, 0) + 1
-            else:
-                reasons[why] = reasons.get(why, 0) + 1
-        plan = DatasetPlan(
-            name,
-            cfg["adapter"],
-            cfg.get("source", "url"),
-            len(tasks),
-            basis,
-            scoring,
-            sum(reasons.values()),
-            reasons,
-        )
+        plan = _fetched_plan(name, cfg, tasks, basis)
     else:
-        key = (cfg["adapter"], _variant(cfg))
-        if key not in UNFETCHED:
-            raise ConfigError(
-                f"datasets.{name}",
-                f"not fetched and no pinned counts for adapter {key[0]!r} variant {key[1]!r}: "
-                f"run `snakemake data/raw/{name}/MANIFEST.json` first",
-            )
-        n, kind, chars, where = UNFETCHED[key]
-        if cfg.get("limit"):
-            n = min(n, int(cfg["limit"]))
-        how, why = _unfetched_scoring(cfg, kind)
-        plan = DatasetPlan(
-            name,
-            cfg["adapter"],
-            cfg.get("source", "url"),
-            n,
-            basis,
-            {how: n} if how else {},
-            0 if how else n,
-            {} if how else {why: n},
-            note=where,
-            exact=False,
-        )
+        plan = _unfetched_plan(name, cfg, basis)
     for model in generated_models(config):
-        model_cfg = _model_config(config, name, model)
-        count, how_counted = tokens.counter(model_cfg)
-        if tasks is not None:
-            tin = sum(count(t["prompt"]) + CHAT_OVERHEAD_TOKENS for t in tasks)
-            tout = sum(
-                min(OUTPUT_TOKENS_BY_KIND.get(t["kind"], max_tokens), max_tokens) for t in tasks
-            )
-            cached = _cached(config, model_cfg, model, tasks, cache_dir)
-        else:
-            n, kind, chars, _ = UNFETCHED[(cfg["adapter"], _variant(cfg))]
-            n = plan.tasks
-            tin = n * (math.ceil(chars / CHARS_PER_TOKEN) + CHAT_OVERHEAD_TOKENS)
-            how_counted = f"chars/{CHARS_PER_TOKEN:g} (pinned mean prompt length)"
-            tout = n * min(OUTPUT_TOKENS_BY_KIND.get(kind, max_tokens), max_tokens)
-            cached = None
-        calls = plan.tasks
-        tout_max = calls * max_tokens
-        paid = model_cfg["backend"] in PAID_BACKENDS
-        usd = _usd(model_cfg, tin, tout) if paid else None
-        usd_max = _usd(model_cfg, tin, tout_max) if paid else None
-        if paid and cached:
-            share = 1 - cached / max(calls, 1)  # cached answers are not paid again
-            usd = None if usd is None else usd * share
-            usd_max = None if usd_max is None else usd_max * share
         plan.models.append(
-            ModelPlan(
-                model,
-                model_cfg["backend"],
-                calls,
-                cached,
-                tin,
-                tout,
-                tout_max,
-                usd,
-                usd_max,
-                paid,
-                how_counted,
-            )
+            _model_plan(config, name, model, plan, tasks, tokens, cache_dir, max_tokens)
         )
     return plan
+
+
+def _fetched_plan(name: str, cfg: dict, tasks: list[dict], basis: str) -> DatasetPlan:
+    """The plan of a dataset whose tasks are on disk: each task's scoring counted."""
+    scoring: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for task in tasks:
+        how, why = scoring_of(task)
+        if how:
+            scoring[how] = scoring.get(how, 0) + 1
+        else:
+            reasons[why] = reasons.get(why, 0) + 1
+    return DatasetPlan(
+        name,
+        cfg["adapter"],
+        cfg.get("source", "url"),
+        len(tasks),
+        basis,
+        scoring,
+        sum(reasons.values()),
+        reasons,
+    )
+
+
+def _unfetched_plan(name: str, cfg: dict, basis: str) -> DatasetPlan:
+    """The plan of a dataset not fetched yet, from the pinned counts of its adapter."""
+    key = (cfg["adapter"], _variant(cfg))
+    if key not in UNFETCHED:
+        raise ConfigError(
+            f"datasets.{name}",
+            f"not fetched and no pinned counts for adapter {key[0]!r} variant {key[1]!r}: "
+            f"run `snakemake data/raw/{name}/MANIFEST.json` first",
+        )
+    n, kind, chars, where = UNFETCHED[key]
+    if cfg.get("limit"):
+        n = min(n, int(cfg["limit"]))
+    how, why = _unfetched_scoring(cfg, kind)
+    return DatasetPlan(
+        name,
+        cfg["adapter"],
+        cfg.get("source", "url"),
+        n,
+        basis,
+        {how: n} if how else {},
+        0 if how else n,
+        {} if how else {why: n},
+        note=where,
+        exact=False,
+    )
+
+
+def _model_plan(
+    config: dict,
+    name: str,
+    model: str,
+    plan: DatasetPlan,
+    tasks: list[dict] | None,
+    tokens: _Tokens,
+    cache_dir,
+    max_tokens: int,
+) -> ModelPlan:
+    """One model's calls, tokens and dollars on one dataset (cached answers not paid)."""
+    cfg = config["datasets"][name]
+    model_cfg = _model_config(config, name, model)
+    count, how_counted = tokens.counter(model_cfg)
+    if tasks is not None:
+        tin = sum(count(t["prompt"]) + CHAT_OVERHEAD_TOKENS for t in tasks)
+        tout = sum(min(OUTPUT_TOKENS_BY_KIND.get(t["kind"], max_tokens), max_tokens) for t in tasks)
+        cached = _cached(config, model_cfg, model, tasks, cache_dir)
+    else:
+        n, kind, chars, _ = UNFETCHED[(cfg["adapter"], _variant(cfg))]
+        n = plan.tasks
+        tin = n * (math.ceil(chars / CHARS_PER_TOKEN) + CHAT_OVERHEAD_TOKENS)
+        how_counted = f"chars/{CHARS_PER_TOKEN:g} (pinned mean prompt length)"
+        tout = n * min(OUTPUT_TOKENS_BY_KIND.get(kind, max_tokens), max_tokens)
+        cached = None
+    calls = plan.tasks
+    tout_max = calls * max_tokens
+    paid = model_cfg["backend"] in PAID_BACKENDS
+    usd = _usd(model_cfg, tin, tout) if paid else None
+    usd_max = _usd(model_cfg, tin, tout_max) if paid else None
+    if paid and cached:
+        share = 1 - cached / max(calls, 1)  # cached answers are not paid again
+        usd = None if usd is None else usd * share
+        usd_max = None if usd_max is None else usd_max * share
+    return ModelPlan(
+        model,
+        model_cfg["backend"],
+        calls,
+        cached,
+        tin,
+        tout,
+        tout_max,
+        usd,
+        usd_max,
+        paid,
+        how_counted,
+    )
 
 
 @dataclass

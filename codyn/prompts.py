@@ -8,9 +8,18 @@ listing wraps before ", write", which joins without a space) and each ``# Code``
 HumanEval and BigCodeBench have no template in the paper (BigCodeBench is only used in
 A.4 as an unseen task). :data:`CODEGEN_TEMPLATE` is OURS, written in the style of the
 A.8 templates; every task built with it says so in ``meta["template"]``.
+
+The prompt header: a prompt may open with one line of metadata, ``key: value | key:
+value`` (:func:`format_header` writes it, e.g. the importers' ``prompt_header`` option;
+:func:`parse_header` reads it, e.g. the routers' header features,
+:mod:`codyn.routers.header`). A line that names a key twice, or whose value runs past 64
+characters, is not a header (no keep-first or keep-last guess; an ordinary first line
+such as "Task: write a function that ..." must not pass for metadata).
 """
 
 from __future__ import annotations
+
+import re
 
 # A.8.1 SVEN
 SVEN_TEMPLATE = (
@@ -116,3 +125,29 @@ def refinement_prompt(code: str) -> str:
 
 def codegen_prompt(code: str) -> str:
     return CODEGEN_TEMPLATE.format(code=code)
+
+
+# --- the prompt header (module docstring) ----------------------------------------------------
+
+_KEY = r"[A-Za-z_][A-Za-z0-9_.-]{0,39}"
+_PAIR = re.compile(rf"^\s*({_KEY})\s*:\s*(.{{0,64}}?)\s*$")
+
+
+def format_header(pairs: dict[str, str]) -> str:
+    """The header line for ``pairs`` (what :func:`parse_header` reads back)."""
+    return " | ".join(f"{key}: {value}" for key, value in pairs.items())
+
+
+def parse_header(prompt: str) -> dict[str, str]:
+    """The ``key: value | ...`` pairs of the prompt's first line ({} if it is not one)."""
+    first = prompt.split("\n", 1)[0]
+    pairs: dict[str, str] = {}
+    for part in first.split("|"):
+        match = _PAIR.match(part)
+        if not match:
+            return {}
+        key = match.group(1).lower()
+        if key in pairs:
+            return {}  # a key given twice: which value would count? Not a header.
+        pairs[key] = match.group(2)
+    return pairs

@@ -208,89 +208,25 @@ def manifest_generator(manifest: str, root: Path) -> dict | None:
 def _job_from_records(output: str, sidecar: dict | None, meta: dict | None, root: Path) -> dict:
     problems = []
     if sidecar is not None:
-        inputs = [
-            _file_state(p, info.get("sha256"), root)
-            for p, info in sidecar.get("inputs", {}).items()
-        ]
-        outputs = [
-            _file_state(p, info.get("sha256"), root)
-            for p, info in sidecar.get("outputs", {}).items()
-        ]
-        script = sidecar.get("script")
-        if script:
-            script = {**script, **_file_state(script["path"], script.get("sha256"), root)}
-            if script["status"] != STATUS_OK:
-                problems.append(f"script {script['path']}: {script['status']}")
-        job = {
-            "rule": sidecar.get("rule"),
-            "wildcards": sidecar.get("wildcards", {}),
-            "params": sidecar.get("params", {}),
-            "key_facts": key_facts(sidecar.get("params", {})),
-            "inputs": inputs,
-            "outputs": outputs,
-            "log": sidecar.get("log", []),
-            "script": script,
-            "code": sidecar.get("code", {}),
-            "packages": sidecar.get("packages", {}),
-            "threads": sidecar.get("threads"),
-            "resources": sidecar.get("resources", {}),
-            "host": sidecar.get("host"),
-            "slurm_job_id": sidecar.get("slurm_job_id"),
-            "started": sidecar.get("started"),
-            "ended": sidecar.get("ended"),
-            "seconds": _duration(sidecar.get("started"), sidecar.get("ended")),
-            "sidecar": str(Path(PROVENANCE_DIR) / (output + ".json")),
-        }
+        job = _job_from_sidecar(output, sidecar, root, problems)
     else:
         # A job without our sidecar (a shell rule, or a script not wrapped in
         # codyn.job): Snakemake's record still names the rule and the inputs.
         problems.append("no codyn sidecar: params, code version and sha256 not recorded")
-        checksums = (meta or {}).get("input_checksums") or {}
-        inputs = [_file_state(p, None, root) for p in (meta or {}).get("input") or []]
-        for item in inputs:
-            recorded = checksums.get(item["path"])
-            if recorded and recorded.startswith("sha256:"):
-                recorded = recorded.removeprefix("sha256:")
-            else:
-                recorded = None
-            if recorded and item["current_sha256"]:
-                item["sha256"] = recorded
-                item["status"] = (
-                    STATUS_OK if recorded == item["current_sha256"] else STATUS_MODIFIED
-                )
-        outputs = [_file_state(output, None, root)]
-        job = {
-            "rule": (meta or {}).get("rule"),
-            "wildcards": {},
-            "params": None,
-            "key_facts": {},
-            "inputs": inputs,
-            "outputs": outputs,
-            "log": (meta or {}).get("log") or [],
-            "script": None,
-            "code": {},
-            "packages": {},
-            "started": None,
-            "ended": None,
-            "seconds": None,
-            "sidecar": None,
-        }
-    job["raw_files"] = [
-        raw
+        job = _job_from_snakemake(output, meta, root)
+    inputs, outputs = job["inputs"], job["outputs"]
+    manifests = [
+        item["path"]
         for item in outputs
         if Path(item["path"]).name == "MANIFEST.json" and item["current_sha256"]
-        for raw in raw_files(item["path"], root)
     ]
+    job["raw_files"] = [raw for manifest in manifests for raw in raw_files(manifest, root)]
     for raw in job["raw_files"]:
         if raw["status"] != STATUS_OK:
             problems.append(f"raw file {raw['path']}: {raw['status']}")
     # Datasets codyn makes itself have no raw files; their manifest names the maker.
     job["generator"] = next(
-        (
-            manifest_generator(item["path"], root)
-            for item in outputs
-            if Path(item["path"]).name == "MANIFEST.json" and item["current_sha256"]
-        ),
+        (manifest_generator(manifest, root) for manifest in manifests),
         None,
     )
     job["snakemake"] = _snakemake_summary(meta)
@@ -308,6 +244,72 @@ def _job_from_records(output: str, sidecar: dict | None, meta: dict | None, root
             problems.append(f"input {item['path']}: {item['status']}")
     job["problems"] = problems
     return job
+
+
+def _job_from_sidecar(output: str, sidecar: dict, root: Path, problems: list[str]) -> dict:
+    """The job as codyn.job's sidecar records it, its files checked against the disk."""
+    inputs = [
+        _file_state(p, info.get("sha256"), root) for p, info in sidecar.get("inputs", {}).items()
+    ]
+    outputs = [
+        _file_state(p, info.get("sha256"), root) for p, info in sidecar.get("outputs", {}).items()
+    ]
+    script = sidecar.get("script")
+    if script:
+        script = {**script, **_file_state(script["path"], script.get("sha256"), root)}
+        if script["status"] != STATUS_OK:
+            problems.append(f"script {script['path']}: {script['status']}")
+    return {
+        "rule": sidecar.get("rule"),
+        "wildcards": sidecar.get("wildcards", {}),
+        "params": sidecar.get("params", {}),
+        "key_facts": key_facts(sidecar.get("params", {})),
+        "inputs": inputs,
+        "outputs": outputs,
+        "log": sidecar.get("log", []),
+        "script": script,
+        "code": sidecar.get("code", {}),
+        "packages": sidecar.get("packages", {}),
+        "threads": sidecar.get("threads"),
+        "resources": sidecar.get("resources", {}),
+        "host": sidecar.get("host"),
+        "slurm_job_id": sidecar.get("slurm_job_id"),
+        "started": sidecar.get("started"),
+        "ended": sidecar.get("ended"),
+        "seconds": _duration(sidecar.get("started"), sidecar.get("ended")),
+        "sidecar": str(Path(PROVENANCE_DIR) / (output + ".json")),
+    }
+
+
+def _job_from_snakemake(output: str, meta: dict | None, root: Path) -> dict:
+    """The job as far as Snakemake's own record tells it (rule, inputs, their checksums)."""
+    checksums = (meta or {}).get("input_checksums") or {}
+    inputs = [_file_state(p, None, root) for p in (meta or {}).get("input") or []]
+    for item in inputs:
+        recorded = checksums.get(item["path"])
+        if recorded and recorded.startswith("sha256:"):
+            recorded = recorded.removeprefix("sha256:")
+        else:
+            recorded = None
+        if recorded and item["current_sha256"]:
+            item["sha256"] = recorded
+            item["status"] = STATUS_OK if recorded == item["current_sha256"] else STATUS_MODIFIED
+    return {
+        "rule": (meta or {}).get("rule"),
+        "wildcards": {},
+        "params": None,
+        "key_facts": {},
+        "inputs": inputs,
+        "outputs": [_file_state(output, None, root)],
+        "log": (meta or {}).get("log") or [],
+        "script": None,
+        "code": {},
+        "packages": {},
+        "started": None,
+        "ended": None,
+        "seconds": None,
+        "sidecar": None,
+    }
 
 
 def trace(path: str | os.PathLike, root: str | os.PathLike = ".") -> dict:
@@ -329,53 +331,12 @@ def _trace(path: str | os.PathLike, root: str | os.PathLike = ".") -> dict:
     """The body of :func:`trace`."""
     root = Path(root)
     target = _relative(path, root)
-    jobs: list[dict] = []
-    sources: dict[str, dict] = {}
-    job_of_output: dict[str, int] = {}
-    queue: deque[str] = deque([target])
-    seen: set[str] = set()
-
-    def producer(file: str) -> int | None:
-        if file in job_of_output:
-            return job_of_output[file]
-        found = _find_sidecar(file, root)
-        output = found[0] if found else file
-        if output in job_of_output:
-            job_of_output[file] = job_of_output[output]
-            return job_of_output[output]
-        sidecar = found[1] if found else None
-        meta = snakemake_metadata(output, root)
-        if sidecar is None and meta is None:
-            return None
-        job = _job_from_records(output, sidecar, meta, root)
-        job["id"] = len(jobs)
-        jobs.append(job)
-        for item in job["outputs"]:
-            job_of_output[item["path"]] = job["id"]
-        job_of_output[output] = job["id"]
-        job_of_output[file] = job["id"]
-        return job["id"]
-
-    while queue:
-        file = queue.popleft()
-        if file in seen:
-            continue
-        seen.add(file)
-        index = producer(file)
-        if index is None:
-            sources[file] = {
-                "path": file,
-                "current_sha256": content_sha256(root / file),
-                "status": STATUS_MISSING if not (root / file).exists() else "source",
-            }
-            continue
-        for item in jobs[index]["inputs"]:
-            if item["path"] not in seen:
-                queue.append(item["path"])
-
+    walk = _Walk(root)
+    walk.run(target)
+    jobs, sources = walk.jobs, walk.sources
     for job in jobs:
         for item in job["inputs"]:
-            upstream = job_of_output.get(item["path"])
+            upstream = walk.job_of_output.get(item["path"])
             item["from_job"] = upstream
             if upstream is None:
                 item["source"] = True
@@ -388,6 +349,71 @@ def _trace(path: str | os.PathLike, root: str | os.PathLike = ".") -> dict:
     for src in sources.values():
         if src["status"] == STATUS_MISSING:
             problems.append(f"source {src['path']}: missing")
+    return {
+        "target": _target_state(target, jobs, root),
+        "root": str(root.resolve()),
+        "status": "complete" if not problems else "incomplete",
+        "jobs": jobs,
+        "sources": sorted(sources.values(), key=lambda s: s["path"]),
+        "problems": problems,
+    }
+
+
+class _Walk:
+    """Breadth-first from a target through the jobs that made each file: ``jobs`` in the
+    order found, ``sources`` (files no job made) and which job made each output."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.jobs: list[dict] = []
+        self.sources: dict[str, dict] = {}
+        self.job_of_output: dict[str, int] = {}
+
+    def run(self, target: str) -> None:
+        queue: deque[str] = deque([target])
+        seen: set[str] = set()
+        while queue:
+            file = queue.popleft()
+            if file in seen:
+                continue
+            seen.add(file)
+            index = self.producer(file)
+            if index is None:
+                self.sources[file] = {
+                    "path": file,
+                    "current_sha256": content_sha256(self.root / file),
+                    "status": STATUS_MISSING if not (self.root / file).exists() else "source",
+                }
+                continue
+            for item in self.jobs[index]["inputs"]:
+                if item["path"] not in seen:
+                    queue.append(item["path"])
+
+    def producer(self, file: str) -> int | None:
+        """The index of the job that made ``file`` (read from its records once), or None."""
+        job_of_output = self.job_of_output
+        if file in job_of_output:
+            return job_of_output[file]
+        found = _find_sidecar(file, self.root)
+        output = found[0] if found else file
+        if output in job_of_output:
+            job_of_output[file] = job_of_output[output]
+            return job_of_output[output]
+        sidecar = found[1] if found else None
+        meta = snakemake_metadata(output, self.root)
+        if sidecar is None and meta is None:
+            return None
+        job = _job_from_records(output, sidecar, meta, self.root)
+        job["id"] = len(self.jobs)
+        self.jobs.append(job)
+        for item in job["outputs"]:
+            job_of_output[item["path"]] = job["id"]
+        job_of_output[output] = job["id"]
+        job_of_output[file] = job["id"]
+        return job["id"]
+
+
+def _target_state(target: str, jobs: list[dict], root: Path) -> dict:
     target_state = None
     if jobs:
         target_state = next(
@@ -403,14 +429,7 @@ def _trace(path: str | os.PathLike, root: str | os.PathLike = ".") -> dict:
             target_state["status"] = jobs[0]["outputs"][0]["status"] if jobs[0]["outputs"] else "?"
         else:
             target_state["status"] = "unknown"
-    return {
-        "target": target_state,
-        "root": str(root.resolve()),
-        "status": "complete" if not problems else "incomplete",
-        "jobs": jobs,
-        "sources": sorted(sources.values(), key=lambda s: s["path"]),
-        "problems": problems,
-    }
+    return target_state
 
 
 def _short(sha: str | None) -> str:
@@ -430,53 +449,8 @@ def format_chain(chain: dict) -> str:
     )
     for job in chain["jobs"]:
         lines.append("")
-        wc = ", ".join(f"{k}={v}" for k, v in job["wildcards"].items()) or "-"
-        lines.append(f"job {job['id']}: rule {job['rule']}  ({wc})")
-        if job["started"]:
-            took = f"  ({job['seconds']:.2f} s)" if job["seconds"] is not None else ""
-            lines.append(
-                f"  ran       {job['started']} -> {job['ended']}{took} on {job.get('host')}"
-            )
-        if job.get("slurm_job_id"):
-            lines.append(f"  slurm     job {job['slurm_job_id']}")
-        code = job.get("code") or {}
-        if code:
-            dirty = {True: " (dirty tree)", False: " (clean tree)", None: ""}[code.get("dirty")]
-            lines.append(f"  code      git {code.get('commit') or 'unknown'}{dirty}")
-        if job.get("script"):
-            s = job["script"]
-            lines.append(f"  script    {s['path']}  sha256 {_short(s['sha256'])}  [{s['status']}]")
-        if job.get("packages"):
-            pk = ", ".join(f"{k} {v}" for k, v in sorted(job["packages"].items()))
-            lines.append(f"  packages  {pk}")
-        if job["key_facts"]:
-            kf = ", ".join(f"{k}={json.dumps(v)}" for k, v in job["key_facts"].items())
-            lines.append(f"  uses      {kf}")
-        if job["params"] is not None:
-            lines.append(f"  params    {json.dumps(job['params'], sort_keys=True)}")
-        if job.get("resources"):
-            res = ", ".join(f"{k}={v}" for k, v in sorted(job["resources"].items()))
-            lines.append(f"  resources threads={job.get('threads')}, {res}")
-        for item in job["inputs"]:
-            origin = f"from job {item['from_job']}" if item["from_job"] is not None else "source"
-            lines.append(
-                f"  input     {item['path']}  sha256 {_short(item['sha256'])}  "
-                f"[{item['status']}] {origin}"
-            )
-        for item in job["outputs"]:
-            lines.append(
-                f"  output    {item['path']}  sha256 {_short(item['sha256'])}  [{item['status']}]"
-            )
-        for raw in job.get("raw_files", []):
-            origin = f"  from {raw['origin']}" if raw.get("origin") else ""
-            lines.append(
-                f"  raw file  {raw['path']}  sha256 {_short(raw['sha256'])}  [{raw['status']}]{origin}"
-            )
-        if job.get("generator"):
-            gen = job["generator"]
-            lines.append(
-                f"  made by   {gen.get('module', '?')}  sha256 {_short(gen.get('sha256'))}"
-            )
+        lines += _format_job(job)
+        lines += _format_files(job)
         smk = job.get("snakemake")
         if smk:
             lines.append(
@@ -498,6 +472,60 @@ def format_chain(chain: dict) -> str:
         lines.append("problems:")
         lines += [f"  - {p}" for p in chain["problems"]]
     return "\n".join(lines)
+
+
+def _format_job(job: dict) -> list[str]:
+    """A job's rule, when and where it ran, with which code, packages and params."""
+    wc = ", ".join(f"{k}={v}" for k, v in job["wildcards"].items()) or "-"
+    lines = [f"job {job['id']}: rule {job['rule']}  ({wc})"]
+    if job["started"]:
+        took = f"  ({job['seconds']:.2f} s)" if job["seconds"] is not None else ""
+        lines.append(f"  ran       {job['started']} -> {job['ended']}{took} on {job.get('host')}")
+    if job.get("slurm_job_id"):
+        lines.append(f"  slurm     job {job['slurm_job_id']}")
+    code = job.get("code") or {}
+    if code:
+        dirty = {True: " (dirty tree)", False: " (clean tree)", None: ""}[code.get("dirty")]
+        lines.append(f"  code      git {code.get('commit') or 'unknown'}{dirty}")
+    if job.get("script"):
+        s = job["script"]
+        lines.append(f"  script    {s['path']}  sha256 {_short(s['sha256'])}  [{s['status']}]")
+    if job.get("packages"):
+        pk = ", ".join(f"{k} {v}" for k, v in sorted(job["packages"].items()))
+        lines.append(f"  packages  {pk}")
+    if job["key_facts"]:
+        kf = ", ".join(f"{k}={json.dumps(v)}" for k, v in job["key_facts"].items())
+        lines.append(f"  uses      {kf}")
+    if job["params"] is not None:
+        lines.append(f"  params    {json.dumps(job['params'], sort_keys=True)}")
+    if job.get("resources"):
+        res = ", ".join(f"{k}={v}" for k, v in sorted(job["resources"].items()))
+        lines.append(f"  resources threads={job.get('threads')}, {res}")
+    return lines
+
+
+def _format_files(job: dict) -> list[str]:
+    """A job's inputs, outputs, raw files and maker, each with its digest and state."""
+    lines = []
+    for item in job["inputs"]:
+        origin = f"from job {item['from_job']}" if item["from_job"] is not None else "source"
+        lines.append(
+            f"  input     {item['path']}  sha256 {_short(item['sha256'])}  "
+            f"[{item['status']}] {origin}"
+        )
+    for item in job["outputs"]:
+        lines.append(
+            f"  output    {item['path']}  sha256 {_short(item['sha256'])}  [{item['status']}]"
+        )
+    for raw in job.get("raw_files", []):
+        origin = f"  from {raw['origin']}" if raw.get("origin") else ""
+        lines.append(
+            f"  raw file  {raw['path']}  sha256 {_short(raw['sha256'])}  [{raw['status']}]{origin}"
+        )
+    if job.get("generator"):
+        gen = job["generator"]
+        lines.append(f"  made by   {gen.get('module', '?')}  sha256 {_short(gen.get('sha256'))}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
-"""Ranking scores and the routing decision (paper 6.1.3), shared by every stage.
+"""Ranking scores (paper 6.1.3): the routers' regression targets and the cost term.
 
 RS = lambda1 * ES + lambda2 * CS^-1 with affordability CS^-1 = 1 - (CS - 1)/(max CS - 1)
-(1 for the cheapest model, 0 for the most expensive). Ties go to the cheaper model.
+(1 for the cheapest model, 0 for the most expensive). The decision built on them (argmax
+of score + w * CS^-1, ties to the cheaper model) is :mod:`codyn.policy`.
 """
 
 from __future__ import annotations
@@ -33,18 +34,3 @@ def ranking_score(es, costs, lambda1: float = 1.0, lambda2: float = 0.0) -> np.n
 def cheap_first_order(costs) -> np.ndarray:
     """Model indices from cheapest to most expensive (stable)."""
     return np.argsort(np.asarray(costs, dtype=float), kind="stable")
-
-
-def choose(scores, costs, cost_weight: float = 0.0, atol: float = 1e-9) -> np.ndarray:
-    """Index of the chosen model per row: argmax of scores + cost_weight * CS^-1.
-
-    Among models within ``atol`` of the row maximum the cheapest wins.
-    """
-    s = np.asarray(scores, dtype=float)
-    if s.ndim == 1:
-        s = s[None, :]
-    total = s + cost_weight * affordability(costs)[None, :]
-    best = total.max(axis=1, keepdims=True)
-    order = cheap_first_order(costs)
-    near = np.isclose(total[:, order], best, rtol=0.0, atol=atol)
-    return order[near.argmax(axis=1)]

@@ -1,8 +1,7 @@
 """``codyn route``: pick a model for prompts with a trained router.
 
-Also the routing policy the server shares (:mod:`codyn.serve`): the decision is
-:func:`codyn.ranking.choose` on the router's predicted scores, and the fallback
-order continues that same rule over the models not yet tried.
+The decision and the fallback order are the routing policy's (:mod:`codyn.policy`), the
+same the server runs.
 
 ``--target-share P`` turns a wanted share of calls to the most expensive model into a
 cost weight the way training does (:mod:`codyn.evaluation.calibration`): the smallest weight
@@ -28,31 +27,18 @@ import numpy as np
 
 from codyn.errors import CodynError, InputError
 from codyn.io import decode_utf8, read_text, sha256_file, sha256_text
-from codyn.ranking import affordability, choose
+from codyn.policy import (
+    NO_CALIBRATION,
+    adjusted_scores,
+    auto_weight,
+    calibrate,
+    fallback_order,
+    score_dict,
+    share_most_expensive,
+)
 from codyn.validate import Where, no_surrogates
 
-AUTO_MODEL = "codyn-auto"
-
-
-# --- routing policy ---------------------------------------------------------------------------
-
-
-def fallback_order(scores_row, costs, cost_weight: float = 0.0) -> list[int]:
-    """Model indices in the order to try them: the choice of :func:`choose`, then its choice
-    among the rest, and so on. Models scored -inf (the router cannot pick them) are left out."""
-    row = np.asarray(scores_row, dtype=float).copy()
-    order: list[int] = []
-    while np.isfinite(row).any():
-        pick = int(choose(row, costs, cost_weight)[0])
-        order.append(pick)
-        row[pick] = -np.inf
-    return order
-
-
-def adjusted_scores(scores, costs, cost_weight: float) -> np.ndarray:
-    """What the decision maximises: score + cost_weight * CS^-1."""
-    s = np.asarray(scores, dtype=float)
-    return s + cost_weight * affordability(costs)[None, :]
+# --- the cost weight for a target -------------------------------------------------------------
 
 
 def training_prompts(router_dir: str | Path) -> list[str] | None:
@@ -76,12 +62,6 @@ def training_prompts(router_dir: str | Path) -> list[str] | None:
     return prompts or None
 
 
-NO_CALIBRATION = (
-    "router.json records no out-of-fold calibration (saved before it existed, or trained with "
-    "calibration_folds 0); retrain it for a cost weight chosen on held-out training rows"
-)
-
-
 def weight_for_share(
     router, router_dir, target_share: float, given_scores
 ) -> tuple[float, float, str]:
@@ -91,7 +71,7 @@ def weight_for_share(
     for a router without them, on its in-sample predictions of its training prompts, else on
     the prompts given, with the source saying so. Returns (weight, share on the rows it was
     chosen on, what those rows were)."""
-    from codyn.evaluation import calibration, sweep
+    from codyn.evaluation import calibration
     from codyn.routers.base import read_router_json
 
     meta = read_router_json(router_dir)
@@ -118,46 +98,8 @@ def weight_for_share(
             f"{NO_CALIBRATION}; calibrated on the {len(scores)} prompt(s) given "
             "(the router's training prompts are not available)"
         )
-    weight = float(sweep.calibrate(scores, router.costs, target_share))
-    return weight, sweep.share_most_expensive(scores, router.costs, weight), source
-
-
-def auto_weight(router, configured: float | None, target: str) -> tuple[float, str]:
-    """The cost weight of ``codyn-auto`` and where it came from: ``configured`` when set,
-    else the weight router.json records for ``target``, else 0 (said so)."""
-    from codyn.evaluation import calibration
-
-    if configured is not None:
-        return float(configured), "serve.cost_weight"
-    meta = {"calibration": getattr(router, "calibration", None)}
-    weight = calibration.recorded_weight(meta, target)
-    if weight is None:
-        return 0.0, f"w = 0: {NO_CALIBRATION}"
-    cal = meta["calibration"]
-    return weight, (
-        f"target {target}, chosen on out-of-fold predictions of {cal['n_rows']} training "
-        f"prompts ({cal['folds']} folds)"
-    )
-
-
-def parse_auto_model(name: str, default_weight: float) -> float | None:
-    """Cost weight for ``codyn-auto`` / ``codyn-auto:W``; None when ``name`` is not an auto model.
-
-    Raises ValueError for a malformed or negative weight."""
-    if name == AUTO_MODEL:
-        return float(default_weight)
-    prefix = AUTO_MODEL + ":"
-    if not name.startswith(prefix):
-        return None
-    weight = float(name[len(prefix) :])
-    if not math.isfinite(weight) or weight < 0:
-        raise ValueError(f"cost weight must be a finite number >= 0, got {weight}")
-    return weight
-
-
-def score_dict(models, row) -> dict[str, float | None]:
-    """Scores by model; -inf / nan become None so the result is valid JSON."""
-    return {m: (float(v) if np.isfinite(v) else None) for m, v in zip(models, row, strict=True)}
+    weight = float(calibrate(scores, router.costs, target_share))
+    return weight, share_most_expensive(scores, router.costs, weight), source
 
 
 # --- prompts ----------------------------------------------------------------------------------
@@ -251,54 +193,90 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Usage(Exception):
+    """A usage problem: printed as it is, exit status 2."""
+
+
+def _items(args) -> list[tuple[str, str]]:
+    """(id, prompt) pairs from the arguments, --file or stdin."""
+    if args.file:
+        items = read_prompts(args.file, args.format)
+    elif args.prompts:
+        # An argument with bytes that are not UTF-8 arrives with lone surrogates.
+        items = [
+            (str(i), no_surrogates(p, Where(record=f"argument {i}", field="prompt")))
+            for i, p in enumerate(args.prompts, start=1)
+        ]
+        blank = [rid for rid, p in items if not p.strip()]
+        if blank:
+            raise InputError("empty prompt", record=f"argument {blank[0]}", field="prompt")
+    elif not sys.stdin.isatty():
+        items = read_prompts("-", "text" if args.format == "auto" else args.format)
+    else:
+        raise _Usage("no prompts (give them as arguments, --file, or stdin)")
+    if not items:
+        raise _Usage("no prompts in the input")
+    return items
+
+
+def _check_weight_args(args) -> None:
+    if args.cost_weight is not None and (
+        not math.isfinite(args.cost_weight) or args.cost_weight < 0
+    ):
+        raise _Usage("--cost-weight must be a finite number >= 0")
+    if args.target_share is not None and not 0.0 <= args.target_share <= 1.0:
+        raise _Usage("--target-share must be in [0, 1]")
+
+
+def _weight(args, router, scores) -> tuple[float, dict | None]:
+    """The cost weight the arguments ask for, and how it was calibrated (None: given)."""
+    if args.target_share is not None:
+        weight, share, source = weight_for_share(router, args.router, args.target_share, scores)
+        return weight, {"target_share": args.target_share, "share": share, "source": source}
+    if args.target is not None:
+        weight, source = auto_weight(router, None, args.target)
+        return weight, {"target": args.target, "source": source}
+    return float(args.cost_weight or 0.0), None
+
+
+def _print_text(rid: str, models, costs, row, total, order, weight: float) -> None:
+    chosen = models[order[0]] if order else None
+    print(f"[{rid}] -> {chosen}   (cost weight {weight:.4g})")
+    width = max(len(m) for m in models)
+    for j, m in enumerate(models):
+        mark = "*" if order and j == order[0] else " "
+        s = "-inf" if not np.isfinite(row[j]) else f"{row[j]:+.4f}"
+        t = "-inf" if not np.isfinite(total[j]) else f"{total[j]:+.4f}"
+        print(f"  {mark} {m:<{width}}  score {s}  with cost {t}  cost {float(costs[j]):g}")
+
+
+def _json_record(rid: str, prompt: str, models, row, order, weight, calibration) -> dict:
+    rec = {
+        "id": rid,
+        "prompt_sha256": sha256_text(prompt),
+        "model": models[order[0]] if order else None,
+        "cost_weight": weight,
+        "scores": score_dict(models, row),
+        "fallback_order": [models[i] for i in order],
+    }
+    if calibration:
+        rec["calibration"] = calibration
+    return rec
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.file:
-            items = read_prompts(args.file, args.format)
-        elif args.prompts:
-            # An argument with bytes that are not UTF-8 arrives with lone surrogates.
-            items = [
-                (str(i), no_surrogates(p, Where(record=f"argument {i}", field="prompt")))
-                for i, p in enumerate(args.prompts, start=1)
-            ]
-            blank = [rid for rid, p in items if not p.strip()]
-            if blank:
-                raise InputError("empty prompt", record=f"argument {blank[0]}", field="prompt")
-        elif not sys.stdin.isatty():
-            items = read_prompts("-", "text" if args.format == "auto" else args.format)
-        else:
-            print(
-                "codyn route: no prompts (give them as arguments, --file, or stdin)",
-                file=sys.stderr,
-            )
-            return 2
-        if not items:
-            print("codyn route: no prompts in the input", file=sys.stderr)
-            return 2
-        if args.cost_weight is not None and (
-            not math.isfinite(args.cost_weight) or args.cost_weight < 0
-        ):
-            print("codyn route: --cost-weight must be a finite number >= 0", file=sys.stderr)
-            return 2
-        if args.target_share is not None and not 0.0 <= args.target_share <= 1.0:
-            print("codyn route: --target-share must be in [0, 1]", file=sys.stderr)
-            return 2
-
+        items = _items(args)
+        _check_weight_args(args)
         from codyn.routers import load_router
 
         router = load_router(args.router)
-        prompts = [p for _, p in items]
-        scores = np.asarray(router.predict_scores(prompts), dtype=float)
-        calibration = None
-        if args.target_share is not None:
-            weight, share, source = weight_for_share(router, args.router, args.target_share, scores)
-            calibration = {"target_share": args.target_share, "share": share, "source": source}
-        elif args.target is not None:
-            weight, source = auto_weight(router, None, args.target)
-            calibration = {"target": args.target, "source": source}
-        else:
-            weight = float(args.cost_weight or 0.0)
+        scores = np.asarray(router.predict_scores([p for _, p in items]), dtype=float)
+        weight, calibration = _weight(args, router, scores)
+    except _Usage as exc:
+        print(f"codyn route: {exc}", file=sys.stderr)
+        return 2
     except CodynError as exc:
         print(f"codyn route: {exc}", file=sys.stderr)
         return 1
@@ -306,39 +284,20 @@ def main(argv: list[str] | None = None) -> int:
     models = list(router.models)
     totals = adjusted_scores(scores, router.costs, weight)
     if calibration and not args.json:
+        what = calibration["source"]
         if "share" in calibration:
             what = (
                 f"share of calls to the most expensive model {calibration['share']:.3f} "
-                f"(target {args.target_share}; {calibration['source']})"
+                f"(target {args.target_share}; {what})"
             )
-        else:
-            what = calibration["source"]
         print(f"cost weight {weight:.4g}: {what}", file=sys.stderr)
     for (rid, prompt), row, total in zip(items, scores, totals, strict=True):
         order = fallback_order(row, router.costs, weight)
-        chosen = models[order[0]] if order else None
         if args.json:
-            rec = {
-                "id": rid,
-                "prompt_sha256": sha256_text(prompt),
-                "model": chosen,
-                "cost_weight": weight,
-                "scores": score_dict(models, row),
-                "fallback_order": [models[i] for i in order],
-            }
-            if calibration:
-                rec["calibration"] = calibration
+            rec = _json_record(rid, prompt, models, row, order, weight, calibration)
             print(json.dumps(rec, sort_keys=True))
-            continue
-        print(f"[{rid}] -> {chosen}   (cost weight {weight:.4g})")
-        width = max(len(m) for m in models)
-        for j, m in enumerate(models):
-            mark = "*" if order and j == order[0] else " "
-            s = "-inf" if not np.isfinite(row[j]) else f"{row[j]:+.4f}"
-            t = "-inf" if not np.isfinite(total[j]) else f"{total[j]:+.4f}"
-            print(
-                f"  {mark} {m:<{width}}  score {s}  with cost {t}  cost {float(router.costs[j]):g}"
-            )
+        else:
+            _print_text(rid, models, router.costs, row, total, order, weight)
     return 0
 
 

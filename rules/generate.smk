@@ -9,14 +9,6 @@
 from codyn import generate as codyn_generate
 from codyn import plan as codyn_plan
 
-plan_targets = lambda: [P.PLAN, P.PLAN_TXT] if generate_targets() else []
-
-generate_targets = lambda: expand(
-    P.RESPONSES,
-    dataset=codyn_generate.generated_datasets(config, RUN_DATASETS),
-    model=codyn_generate.generated_models(config),
-)
-
 
 rule plan:
     input:
@@ -88,5 +80,5 @@ rule generate:
 
 
 onstart:
-    if generate_targets():
+    if generated_responses():
         codyn_plan.gate(config)

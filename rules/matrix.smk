@@ -1,7 +1,5 @@
 # Stage: matrix (see DESIGN.md section 3). One instance x model table per dataset:
 # from the pipeline's tasks, scores and responses, or imported from a published table.
-import re
-
 from codyn import importers
 from codyn.config import answers_kind, is_simulated
 
@@ -9,13 +7,9 @@ IMPORT_DATASETS = [
     name for name, entry in config["datasets"].items() if entry["adapter"] == "import"
 ]
 PIPELINE_DATASETS = [name for name in config["datasets"] if name not in IMPORT_DATASETS]
-# Wildcard constraints naming exactly these datasets; "(?!)" never matches (no such dataset).
-IMPORT_DATASET_RE = "|".join(map(re.escape, IMPORT_DATASETS)) or "(?!)"
-PIPELINE_DATASET_RE = "|".join(map(re.escape, PIPELINE_DATASETS)) or "(?!)"
+IMPORT_DATASET_RE = name_pattern(IMPORT_DATASETS)
+PIPELINE_DATASET_RE = name_pattern(PIPELINE_DATASETS)
 PORTFOLIO_COSTS = {model: config["models"][model]["cost"] for model in PORTFOLIO}
-
-# A lambda, not a def: `snakemake --lint` flags rules files that also define functions.
-matrix_targets = lambda: expand(P.MATRIX, dataset=RUN_DATASETS)
 
 
 rule matrix:

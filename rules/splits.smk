@@ -1,9 +1,6 @@
 # Stage: splits (see DESIGN.md section 3). A written-down seeded train/test split per
 # dataset, then normalised scores and ranking-score targets for every cost setting.
 
-# A lambda, not a def: `snakemake --lint` flags rules files that also define functions.
-splits_targets = lambda: expand([P.SPLIT, P.TARGETS], dataset=RUN_DATASETS)
-
 
 rule split:
     input:

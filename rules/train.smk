@@ -4,16 +4,9 @@
 # too): loading a router once, not once per dataset, is most of a prediction's cost.
 # Routers with `gpu: true` (cls, ar-*) train in rule train_gpu (resources gpu=1, which
 # profiles/slurm maps to one A10G); they fall back to the CPU where no GPU is present.
-import re
-
 TRAIN_ROUTERS = {name: config["routers"][name] for name in RUN_ROUTERS}
 GPU_ROUTERS = [n for n, spec in TRAIN_ROUTERS.items() if spec.get("gpu")]
 CPU_ROUTERS = [n for n in TRAIN_ROUTERS if n not in GPU_ROUTERS]
-# A lambda, not a def: `snakemake --lint` flags rules files that define functions.
-router_pattern = lambda names: "|".join(re.escape(n) for n in names) or "(?!)"
-train_targets = lambda: expand(
-    P.ROUTER_JSON, router=RUN_ROUTERS, setting=SETTINGS
-) + expand(P.PREDICTIONS, router=RUN_ROUTERS, setting=SETTINGS, dataset=RUN_DATASETS)
 
 
 rule train_router:
@@ -24,8 +17,8 @@ rule train_router:
     log:
         P.log("train_router/{router}/{setting}.log"),
     wildcard_constraints:
-        router=router_pattern(CPU_ROUTERS),
-        setting=router_pattern(SETTINGS),
+        router=name_pattern(CPU_ROUTERS),
+        setting=name_pattern(SETTINGS),
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -50,8 +43,8 @@ use rule train_router as train_gpu with:
     log:
         P.log("train_gpu/{router}/{setting}.log"),
     wildcard_constraints:
-        router=router_pattern(GPU_ROUTERS),
-        setting=router_pattern(SETTINGS),
+        router=name_pattern(GPU_ROUTERS),
+        setting=name_pattern(SETTINGS),
     threads: 2
     resources:
         mem_mb=lambda wildcards: TRAIN_ROUTERS[wildcards.router].get("mem_mb", 8000),
@@ -70,8 +63,8 @@ rule predict_router:
     log:
         P.log("predict_router/{router}/{setting}.log"),
     wildcard_constraints:
-        router=router_pattern(RUN_ROUTERS),
-        setting=router_pattern(SETTINGS),
+        router=name_pattern(RUN_ROUTERS),
+        setting=name_pattern(SETTINGS),
     conda:
         "../envs/train.yaml"
     threads: 1

@@ -7,6 +7,11 @@ request signing, retries, serialisation and response parsing. It implements
 stopReason, usage, metrics.latencyMs) and Bedrock's error shape for an unknown model,
 and refuses requests that carry no SigV4 ``Authorization`` header, as AWS does.
 
+``failures={model_id: (error_code, n)}`` makes that model answer each distinct prompt with
+n errors of that code (``n=None``: forever) before its answer, with the HTTP status and
+``x-amzn-ErrorType`` Bedrock uses, so botocore's own retry logic sees real errors.
+``attempts`` counts every signed request per prompt: how often boto3 really asked.
+
 What the models answer is the test's ``answer(model_id, prompt) -> str``: the answers
 are made by the test, not by a model (the test says so), and only the protocol is real.
 Tokens are counted as whitespace-separated words: the usage numbers are plausible, not
@@ -24,12 +29,28 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from chat_server import JSONReplies
 
+# Bedrock error code -> HTTP status (the Bedrock runtime API reference)
+ERROR_STATUS = {
+    "ThrottlingException": 429,
+    "ServiceUnavailableException": 503,
+    "InternalServerException": 500,
+    "ModelTimeoutException": 408,
+    "ValidationException": 400,
+}
+
 
 class ConverseServer:
-    def __init__(self, answer: Callable[[str, str], str], known_models: set[str]):
+    def __init__(
+        self,
+        answer: Callable[[str, str], str],
+        known_models: set[str],
+        failures: dict[str, tuple[str, int | None]] | None = None,
+    ):
         self.answer = answer
         self.known = set(known_models)
+        self.failures = dict(failures or {})
         self.calls: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()
         self.unsigned = 0
         self._lock = threading.Lock()
         server = self
@@ -64,6 +85,17 @@ class ConverseServer:
                     for msg in body.get("messages", [])
                     for block in msg.get("content", [])
                 )
+                with server._lock:
+                    server.attempts[prompt] += 1
+                    seen = server.attempts[prompt]
+                code, times = server.failures.get(model_id, (None, 0))
+                if code is not None and (times is None or seen <= times):
+                    self._send(
+                        ERROR_STATUS[code],
+                        {"message": f"{code} number {seen}"},
+                        {"x-amzn-ErrorType": code},
+                    )
+                    return
                 text = server.answer(model_id, prompt)
                 max_tokens = int(body.get("inferenceConfig", {}).get("maxTokens", 1024))
                 words = text.split()

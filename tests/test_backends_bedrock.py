@@ -1,4 +1,6 @@
-"""The Bedrock backend against botocore's Stubber (moto does not implement converse).
+"""The Bedrock backend against botocore's Stubber (moto does not implement converse) and,
+for retries, a local Converse endpoint (tests/bedrock_server.py): the Stubber answers
+before botocore's retry handler runs, the server is reached through it.
 
 Responses have the real Converse shape, including ``metrics.latencyMs``; errors are
 the codes Bedrock returns (ThrottlingException, ValidationException, ...).
@@ -7,9 +9,13 @@ the codes Bedrock returns (ThrottlingException, ValidationException, ...).
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import boto3
 import pytest
+from bedrock_server import ConverseServer
+from botocore.retries import adaptive, standard
 from botocore.stub import Stubber
 
 from codyn.backends import BackendError, make_backend
@@ -56,14 +62,57 @@ def stubbed(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     client = boto3.client("bedrock-runtime", region_name="us-east-1")
     with Stubber(client) as stub:
-        sleeps = []
-        backend = BedrockBackend("llama-3.1-8b", CFG, GEN, client=client, sleep=sleeps.append)
-        yield backend, stub, sleeps
+        backend = BedrockBackend("llama-3.1-8b", CFG, GEN, client=client)
+        yield backend, stub
         stub.assert_no_pending_responses()
 
 
+@pytest.fixture
+def aws_env(monkeypatch):
+    """Credentials that sign (the local server checks a signature is there), no real AWS."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "codyn-test",
+        "AWS_SECRET_ACCESS_KEY": "codyn-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def botocore_waits(monkeypatch):
+    """botocore's backoff delays, recorded instead of slept (throttling backoff starts at
+    up to 1 s and doubles; adaptive mode then also rate-limits the client): the retry
+    decisions stay botocore's, the test stays fast."""
+    delays = []
+    backoff = standard.ExponentialBackoff.delay_amount
+
+    def record(self, context):
+        delays.append(backoff(self, context))
+        return 0
+
+    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", record)
+    monkeypatch.setattr(adaptive.ClientRateLimiter, "on_sending_request", lambda *a, **k: None)
+    return delays
+
+
+MODEL = CFG["model_id"]
+
+
+def server_backend(server, max_retries):
+    cfg = {**CFG, "endpoint_url": server.url}
+    return make_backend("m", cfg, {**GEN, "max_retries": max_retries})
+
+
+def hi(backend, prompt="hi"):
+    return backend.complete([{"role": "user", "content": prompt}], backend.params())
+
+
 def test_request_shape_and_completion(stubbed):
-    backend, stub, _ = stubbed
+    backend, stub = stubbed
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Fix it."}]
     expected = {
         "modelId": CFG["model_id"],
@@ -80,37 +129,77 @@ def test_request_shape_and_completion(stubbed):
     assert c.finish_reason == "end_turn" and c.model_id == CFG["model_id"]
 
 
-def test_throttling_backs_off_then_answers(stubbed):
-    backend, stub, sleeps = stubbed
-    for _ in range(2):
-        stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
-    stub.add_response("converse", converse_response("ok"))
-    c = backend.complete([{"role": "user", "content": "hi"}], backend.params())
+def test_throttling_is_retried_by_botocore_then_answers(aws_env, botocore_waits):
+    failures = {MODEL: ("ThrottlingException", 2)}
+    with ConverseServer(lambda mid, prompt: "ok", {MODEL}, failures) as server:
+        c = hi(server_backend(server, 3))
     assert c.text == "ok"
-    assert len(sleeps) == 2 and all(0 <= s <= 60 for s in sleeps)
+    assert server.attempts["hi"] == 3 and len(botocore_waits) == 2
+    assert all(0 <= d <= 20 for d in botocore_waits)
 
 
-def test_throttling_that_outlasts_retries(stubbed):
-    backend, stub, sleeps = stubbed
-    for _ in range(GEN["max_retries"] + 1):
-        stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
-    with pytest.raises(BackendError) as err:
-        backend.complete([{"role": "user", "content": "hi"}], backend.params())
+@pytest.mark.parametrize("max_retries", [0, 2, 6])
+def test_throttling_forever_makes_one_plus_max_retries_attempts(
+    aws_env, botocore_waits, max_retries
+):
+    failures = {MODEL: ("ThrottlingException", None)}
+    with ConverseServer(lambda mid, prompt: "ok", {MODEL}, failures) as server:
+        with pytest.raises(BackendError) as err:
+            hi(server_backend(server, max_retries))
     assert err.value.kind == "throttled" and err.value.retryable
-    assert len(sleeps) == GEN["max_retries"]
+    # botocore's attempts and nothing around them
+    assert server.attempts["hi"] == 1 + max_retries
+    assert len(botocore_waits) == max_retries
+
+
+def test_server_errors_are_retried_in_real_time(aws_env):
+    """No patching: botocore's non-throttling backoff (50 ms scale) really runs."""
+    failures = {MODEL: ("InternalServerException", None)}
+    with ConverseServer(lambda mid, prompt: "ok", {MODEL}, failures) as server:
+        started = time.perf_counter()
+        with pytest.raises(BackendError) as err:
+            hi(server_backend(server, 2))
+        assert time.perf_counter() - started < 10
+    assert err.value.kind == "server" and server.attempts["hi"] == 3
+
+
+def test_an_error_botocore_does_not_retry_is_asked_once(aws_env, botocore_waits):
+    failures = {MODEL: ("ModelTimeoutException", None)}
+    with ConverseServer(lambda mid, prompt: "ok", {MODEL}, failures) as server:
+        with pytest.raises(BackendError) as err:
+            hi(server_backend(server, 3))
+    assert err.value.kind == "timeout" and server.attempts["hi"] == 1 and botocore_waits == []
+
+
+def test_no_retry_loop_around_the_client(stubbed):
+    """The Stubber answers before botocore's retries: codyn itself asks exactly once."""
+    backend, stub = stubbed
+    stub.add_client_error("converse", "ThrottlingException", "Too many requests", 429)
+    with pytest.raises(BackendError) as err:
+        hi(backend)
+    assert err.value.kind == "throttled"
+    # a second call would have raised the Stubber's "no response queued" error instead
+
+
+def test_stream_errors_are_backend_errors(stubbed):
+    backend, stub = stubbed
+    stub.add_client_error("converse_stream", "ThrottlingException", "Too many requests", 429)
+    with pytest.raises(BackendError, match="Too many requests") as err:
+        list(backend.stream([{"role": "user", "content": "hi"}], backend.params()))
+    assert err.value.kind == "throttled"
 
 
 def test_validation_error_is_not_retried(stubbed):
-    backend, stub, sleeps = stubbed
+    backend, stub = stubbed
     stub.add_client_error("converse", "ValidationException", "Input is too long", 400)
     with pytest.raises(BackendError) as err:
         backend.complete([{"role": "user", "content": "x" * 10}], backend.params())
-    assert err.value.kind == "validation" and not err.value.retryable and sleeps == []
+    assert err.value.kind == "validation" and not err.value.retryable
     assert "Input is too long" in str(err.value)
 
 
 def test_guardrail_is_a_refusal(stubbed):
-    backend, stub, _ = stubbed
+    backend, stub = stubbed
     stub.add_response("converse", converse_response("", stop="guardrail_intervened"))
     with pytest.raises(BackendError) as err:
         backend.complete([{"role": "user", "content": "hi"}], backend.params())
@@ -118,7 +207,7 @@ def test_guardrail_is_a_refusal(stubbed):
 
 
 def test_generate_with_bedrock(stubbed, tmp_path):
-    backend, stub, _ = stubbed
+    backend, stub = stubbed
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text(
         "".join(

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import route_fixtures as rf
 
+from codyn import policy
 from codyn.errors import InputError
 from codyn.evaluation import calibration, evaluate, metrics, sweep
 from codyn.routers import load_router, make_router
@@ -92,7 +93,7 @@ def test_targets_choose_the_cheapest_weight_that_meets_them():
     assert budget["cost"] > 0.3 - 0.9 / 20 - 1e-9  # the smallest weight: no cheaper than needed
     share = calibration.choose_weight(pred, scores, costs, calibration.Target("share", 0.25), sbs)
     assert share["share_most_expensive"] == pytest.approx(0.25)
-    assert share["cost_weight"] == pytest.approx(sweep.calibrate(pred, costs, 0.25))
+    assert share["cost_weight"] == pytest.approx(policy.calibrate(pred, costs, 0.25))
     # unreachable parity (a tolerance-free target above what any point gives) says so
     worse = calibration.choose_weight(
         pred, scores, costs, calibration.Target("parity", 0.0), np.ones(20, dtype=int) * 0
@@ -150,10 +151,10 @@ def test_training_records_the_out_of_fold_choice(trained):
     ]
     insample = router.predict_scores(train_prompts)
     assert not np.allclose(np.sort(insample, axis=0), np.sort(oof.pred, axis=0))
-    assert calibration.recorded_weight(meta, "parity") == cal["targets"]["parity"]["cost_weight"]
+    assert policy.recorded_weight(meta, "parity") == cal["targets"]["parity"]["cost_weight"]
     with pytest.raises(InputError, match="budget-0.9"):
-        calibration.recorded_weight(meta, "budget-0.9")
-    assert calibration.recorded_weight({"calibration": None}, "parity") is None
+        policy.recorded_weight(meta, "budget-0.9")
+    assert policy.recorded_weight({"calibration": None}, "parity") is None
 
 
 def _prompts_splits(targets):
@@ -207,7 +208,7 @@ def test_evaluation_reports_the_test_outcome_of_the_oof_weights(trained, tmp_pat
     for name, t in cal["targets"].items():
         w = trained["meta"]["calibration"]["targets"][name]["cost_weight"]
         assert t["cost_weight"] == w
-        idx = sweep.decide(pred, costs, w)
+        idx = policy.choose(pred, costs, w)
         assert t["test"]["effectiveness"] == pytest.approx(metrics.effectiveness(scores, idx))
         diff = t["test_effectiveness_minus_sbs"]
         assert diff["mean"] == pytest.approx(t["test"]["effectiveness"] - scores[:, 2].mean())
@@ -256,7 +257,7 @@ def test_on_pure_noise_the_deployable_parity_point_is_no_better_than_the_sbs(tmp
     assert oracle["cost_over_sbs"] < 0.95
     points = sweep.sweep(pred, test.scores, PAPER_COSTS, n_points=201)
     best = max(points, key=lambda q: (q.effectiveness, -q.cost))
-    idx = sweep.decide(pred, PAPER_COSTS, best.cost_weight)
+    idx = policy.choose(pred, PAPER_COSTS, best.cost_weight)
     selected = metrics.paired_bootstrap(
         test.scores[np.arange(n_test), idx] - test.scores[:, sbs], 1000, seed=1
     )

@@ -218,3 +218,26 @@ def test_router_stage_in_the_seed_loop():
     assert calls == [0, 1]
     names = [c["name"] for c in records[0]["choice"]["candidates"]]
     assert any(n.startswith("router") for n in names)
+
+
+def test_no_example_default_is_the_config_schemas():
+    from codyn.config import load_schema
+    from codyn.routers.cascade import DEFAULT_NO_EXAMPLES
+
+    spec = load_schema()["properties"]["serve"]["properties"]["cascade"]["properties"]
+    # serve reads this schema default; the offline cascade must use the same rule
+    assert Cascade(("cheap",)).no_examples == DEFAULT_NO_EXAMPLES == spec["no_examples"]["default"]
+
+
+def test_no_example_rule_comparison_per_seed():
+    from codyn.routers.cascade import compare_no_example_rules
+
+    rows = compare_no_example_rules(_matrix(), seeds=(0, 1))
+    assert [r["seed"] for r in rows] == [0, 1]
+    for r in rows:
+        assert "[no examples: escalate" not in r["accept"]["chosen"]
+        assert "[no examples: accept" not in r["escalate"]["chosen"]
+        # escalating more can only cost more on the same chains
+        assert r["escalate_minus_accept_train"]["cost"] >= 0 and r["chains"] > 0
+        # the comparator is the out-of-fold SBS of train rows, the same for both rules
+        assert r["accept"]["sbs_oof_effectiveness"] == r["escalate"]["sbs_oof_effectiveness"]

@@ -64,3 +64,38 @@ def test_snakemake_stops_before_any_job(repo_root, tmp_path):
     assert proc.returncode != 0
     assert "seed" in proc.stderr + proc.stdout
     assert "Job stats" not in proc.stdout
+
+
+def test_schema_is_parsed_once_and_handed_out_as_copies(repo_root):
+    from codyn import config as codyn_config
+
+    codyn_config._schema.cache_clear()
+    codyn_config._validator.cache_clear()
+    codyn_config._section_defaults.cache_clear()
+    mine = codyn_config.load_schema()
+    mine["properties"]["serve"]["properties"].clear()
+    mine["properties"].pop("scoring")
+    config = load_config(repo_root / "config.yaml")
+    # A caller's edit of its copy reaches neither the next caller nor validation.
+    assert "scoring" in codyn_config.load_schema()["properties"]
+    assert config["serve"]["max_concurrency"] == 64
+    load_config(repo_root / "config.yaml")
+    assert codyn_config._schema.cache_info().misses == 1
+
+
+def test_section_defaults_are_what_validation_fills(repo_root):
+    from codyn.config import load_schema, read_yaml, section_defaults
+
+    assert "serve" not in read_yaml(repo_root / "config.yaml")  # so validation fills it
+    assert section_defaults("serve") == load_config(repo_root / "config.yaml")["serve"]
+    assert section_defaults("scoring")["timeout_s"] == 10
+    section_defaults("scoring")["timeout_s"] = -1
+    assert section_defaults("scoring")["timeout_s"] == 10
+    cascade = load_schema()["properties"]["serve"]["properties"]["cascade"]["properties"]
+    assert section_defaults("serve.cascade") == {
+        key: spec["default"] for key, spec in cascade.items() if "default" in spec
+    }
+    with pytest.raises(ConfigError, match="no such config section"):
+        section_defaults("scorring")
+    with pytest.raises(ConfigError, match="no such config section in serve"):
+        section_defaults("serve.cascad")

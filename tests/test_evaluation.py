@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from codyn import policy
 from codyn.errors import InputError
 from codyn.evaluation import calibration, evaluate, metrics, sweep, tables
 from codyn.matrix import Matrix
@@ -160,7 +161,7 @@ def test_swept_router_record(tmp_path):
     assert 0 <= share["test"]["share_most_expensive"] <= 1
     preds = pd.read_parquet(ppath).set_index("task_id")
     p_test = preds.loc[split["test"], [f"pred::{m}" for m in MODELS]].to_numpy()
-    test_pred = sweep.decide(p_test, [COSTS[m] for m in MODELS], share["cost_weight"])
+    test_pred = policy.choose(p_test, [COSTS[m] for m in MODELS], share["cost_weight"])
     assert share["test"]["effectiveness"] == pytest.approx(
         metrics.effectiveness(scores[len(split["train"]) :], test_pred)
     )
@@ -261,21 +262,21 @@ def test_unknown_split_ids_and_missing_costs(tmp_path):
 def test_calibration_bisection_hits_the_step():
     # two models, gains of the expensive one 0.1..0.5: share at w is #(gain > w)/5
     pred = np.array([[0.0, g] for g in (0.1, 0.2, 0.3, 0.4, 0.5)])
-    w = sweep.calibrate(pred, [1.0, 2.0], target_share=0.4)
+    w = policy.calibrate(pred, [1.0, 2.0], target_share=0.4)
     assert w == pytest.approx(0.3, abs=1e-9)
-    assert sweep.share_most_expensive(pred, [1.0, 2.0], w) == pytest.approx(0.4)
+    assert policy.share_most_expensive(pred, [1.0, 2.0], w) == pytest.approx(0.4)
     # a target of 100% is met by the weight that sends every call to the dearest model
-    w_all = sweep.calibrate(pred, [1.0, 2.0], target_share=1.0)
-    assert w_all < 0 and sweep.share_most_expensive(pred, [1.0, 2.0], w_all) == 1.0
+    w_all = policy.calibrate(pred, [1.0, 2.0], target_share=1.0)
+    assert w_all < 0 and policy.share_most_expensive(pred, [1.0, 2.0], w_all) == 1.0
 
 
 def test_w_max_is_tight():
     pred = np.array([[0.2, 0.8, 0.5], [0.0, 0.1, 0.9]])
     costs = [1.0, 3.0, 5.0]  # affordability 1, .5, 0
-    w = sweep.w_max(pred, costs)
+    w = policy.w_max(pred, costs)
     assert w == pytest.approx(max(0.6 / 0.5, 0.3 / 1.0, 0.9 / 1.0, 0.1 / 0.5), rel=1e-5)
-    assert (sweep.decide(pred, costs, w) == 0).all()
-    assert not (sweep.decide(pred, costs, 0.99 * w) == 0).all()
+    assert (policy.choose(pred, costs, w) == 0).all()
+    assert not (policy.choose(pred, costs, 0.99 * w) == 0).all()
 
 
 def _records(tmp_path):
@@ -412,7 +413,7 @@ def test_negative_weights_let_a_curve_start_at_the_strong_model():
     assert points[0].effectiveness == pytest.approx(2 / 3)
     at_zero = next(p for p in points if p.cost_weight == 0.0)
     assert at_zero.effectiveness == pytest.approx(1 / 3)
-    assert sweep.w_min(pred, costs) == pytest.approx(-0.5, abs=1e-5)
+    assert policy.w_min(pred, costs) == pytest.approx(-0.5, abs=1e-5)
 
 
 def _ar_predictions(tmp_path, on_malformed, decoding="free"):

@@ -448,3 +448,32 @@ def test_kill_9_mid_job_of_the_pipeline(full_run, tmp_path, what):
     assert done.returncode == 0, done.stderr[-4000:]
     assert planned(run, target) == {}
     assert content_sha256(run / target) == before
+
+
+@pytest.mark.slow
+def test_two_experiments_in_one_checkout_keep_their_outputs(full_run, tmp_path):
+    """A second experiment built after the default writes under its own name: the default's
+    tables stay byte for byte, and `snakemake -n` plans nothing for either afterwards."""
+    run = clone_run(full_run, tmp_path / "run")
+    before = {p: content_sha256(p) for p in (run / "results" / "default").rglob("*") if p.is_file()}
+    second = overlay(
+        run,
+        "second.yaml",
+        {
+            "experiment": "second",
+            "run_datasets": ["humaneval"],
+            "datasets": {"humaneval": {"limit": 40}},
+            "portfolio": ["gpt35-analogical", "gpt4-cot"],
+            "run_routers": ["random", "oracle", "sbs"],
+        },
+    )
+    done = snakemake(run, *second)
+    assert done.returncode == 0, done.stderr[-3000:]
+    mine = codyn_paths.layout("second")
+    for table in (mine.TABLE2, mine.ORACLE_GAP, mine.CASCADE):
+        assert (run / table).is_file(), table
+    assert "results/second/" in mine.TABLE2 and "results/default/" in P.TABLE2
+    after = {p: content_sha256(p) for p in (run / "results" / "default").rglob("*") if p.is_file()}
+    assert after == before
+    assert planned(run) == {}
+    assert planned(run, *second) == {}

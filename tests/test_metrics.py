@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codyn import ranking
+from codyn import policy
 from codyn.evaluation import metrics
 
 COSTS = [1.0, 5.0, 72.0]
@@ -109,7 +109,7 @@ def test_aiq_by_hand():
 def test_pareto_frontier_by_hand():
     c = [0.1, 0.2, 0.3, 0.3, 0.05, 0.9]
     e = [0.3, 0.2, 0.5, 0.4, 0.1, 0.5]
-    assert metrics.pareto_frontier(c, e).tolist() == [4, 0, 2]
+    assert policy.pareto_frontier(c, e).tolist() == [4, 0, 2]
 
 
 def test_deferral_curve_keeps_best_point_per_cost():
@@ -122,8 +122,8 @@ def test_deferral_curve_keeps_best_point_per_cost():
 def test_choose_handles_blocked_models():
     # -inf marks a model the router cannot pick (RoRF pairs); it is never chosen
     pred = np.array([[-np.inf, 0.1, 0.5], [-np.inf, 0.9, -np.inf]])
-    assert ranking.choose(pred, COSTS, cost_weight=0.0).tolist() == [2, 1]
-    assert ranking.choose(pred, COSTS, cost_weight=100.0).tolist() == [1, 1]
+    assert policy.choose(pred, COSTS, cost_weight=0.0).tolist() == [2, 1]
+    assert policy.choose(pred, COSTS, cost_weight=100.0).tolist() == [1, 1]
 
 
 def test_summarise_choice():

@@ -21,7 +21,8 @@ from codyn import validate
 from codyn.config import load_config, read_yaml
 from codyn.errors import CodynError, ConfigError, InputError
 from codyn.importers import import_matrix
-from codyn.routers.header import HeaderFeatures, as_number, format_header, parse_header
+from codyn.prompts import format_header, parse_header
+from codyn.routers.header import HeaderFeatures, as_number
 
 FAST = settings(
     max_examples=40,

@@ -677,7 +677,7 @@ def test_user_turn_without_content_is_refused():
             ],
         }
     )
-    assert req["prompt"] == "b"
+    assert req.prompt == "b"
 
 
 def test_figures_are_the_same_bytes_on_every_run(tmp_path):
@@ -755,7 +755,7 @@ def test_stream_options_must_say_true_or_false():
     from codyn.serve import ApiError, parse_chat_request
 
     body = {"model": "m", "messages": [{"role": "user", "content": "a"}], "stream": True}
-    assert parse_chat_request({**body, "stream_options": {"include_usage": True}})["include_usage"]
+    assert parse_chat_request({**body, "stream_options": {"include_usage": True}}).include_usage
     with pytest.raises(ApiError) as err:
         parse_chat_request({**body, "stream_options": {"include_usage": "yes"}})
     assert err.value.status == 400 and err.value.param == "stream_options"

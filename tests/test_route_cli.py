@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import route_fixtures as rf
 
-from codyn.ranking import choose
-from codyn.route_cli import fallback_order, main, parse_auto_model, read_prompts
+from codyn.route_cli import main, read_prompts
 from codyn.routers import load_router
 
 HARD = "Find the shortest path in a weighted graph with Dijkstra and count the shortest paths."
@@ -34,25 +33,6 @@ def trained(tmp_path_factory):
 def run_json(capsys, argv):
     assert main([*argv, "--json"]) == 0
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-
-
-def test_fallback_order_follows_choose_and_skips_unpickable():
-    costs = np.array([1.0, 5.0, 72.0])
-    row = np.array([0.2, 0.9, 0.9])
-    assert fallback_order(row, costs, 0.0) == [1, 2, 0]  # tie 1/2 -> cheaper first
-    assert fallback_order(row, costs, 0.0)[0] == choose(row, costs, 0.0)[0]
-    assert fallback_order(row, costs, 100.0) == [0, 1, 2]
-    assert fallback_order(np.array([0.5, -np.inf, 0.1]), costs, 0.0) == [0, 2]
-    assert fallback_order(np.array([-np.inf] * 3), costs, 0.0) == []
-
-
-def test_parse_auto_model():
-    assert parse_auto_model("codyn-auto", 0.3) == 0.3
-    assert parse_auto_model("codyn-auto:0.25", 0.3) == 0.25
-    assert parse_auto_model("sim-small", 0.3) is None
-    for bad in ("codyn-auto:x", "codyn-auto:-1", "codyn-auto:nan", "codyn-auto:inf"):
-        with pytest.raises(ValueError):
-            parse_auto_model(bad, 0.0)
 
 
 def test_routes_prompts_and_prints_every_score(trained, capsys):

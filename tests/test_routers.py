@@ -500,7 +500,8 @@ def test_predict_datasets_checks_every_portfolio_first(tmp_path, targets, traine
 
 
 def test_header_parsing_and_features():
-    from codyn.routers.header import HeaderFeatures, as_number, parse_header
+    from codyn.prompts import parse_header
+    from codyn.routers.header import HeaderFeatures, as_number
 
     assert parse_header("platform: atcoder | difficulty: Hard\n\nGiven N...") == {
         "platform": "atcoder",
@@ -658,7 +659,8 @@ def test_candidates_restrict_what_a_router_picks(data, tmp_path):
 
 
 def test_ordinary_first_lines_are_not_metadata():
-    from codyn.routers.header import HeaderFeatures, parse_header
+    from codyn.prompts import parse_header
+    from codyn.routers.header import HeaderFeatures
 
     prompts = [
         f"Task: write a function number {i} that sorts a list\nMore text." for i in range(40)

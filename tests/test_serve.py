@@ -27,7 +27,7 @@ from codyn.backends import make_backend
 from codyn.config import load_config
 from codyn.errors import CodynError
 from codyn.io import read_jsonl
-from codyn.route_cli import fallback_order
+from codyn.policy import fallback_order
 from codyn.routers import load_router
 from codyn.serve import main as serve_main
 
@@ -651,3 +651,192 @@ def test_codyn_auto_uses_the_weight_chosen_out_of_fold(tmp_path, monkeypatch):
     assert (
         h["cost_weight"] == 0.0 and "records no out-of-fold calibration" in h["cost_weight_source"]
     )
+
+
+# ---- the package's parts: record fields, awaited upstreams, router quantization
+
+
+# The call log's fields (readers of the JSONL depend on them); text keys only with log_text.
+RECORD_KEYS = {
+    "ts", "request_id", "requested_model", "prompt_sha256", "messages_sha256", "stream",
+    "routed", "cost_weight", "scores", "fallback_order", "attempts", "model", "model_id",
+    "backend", "simulated", "status", "error", "routing_s", "upstream_s", "latency_s",
+    "input_tokens", "output_tokens", "cost_usd", "relative_cost", "finish_reason",
+}  # fmt: skip
+
+
+def test_call_record_fields(sbs_app_factory, tmp_path):
+    _, app = sbs_app_factory(log_path=str(tmp_path / "plain.jsonl"))
+    assert post(app, {"model": "codyn-auto", "messages": user(EASY)}).status_code == 200
+    assert post(app, {"model": "gpt-none", "messages": user(EASY)}).status_code == 404
+    assert post(app, {"model": "sim-small", "messages": user(EASY), "stream": True}).is_success
+    records = list(read_jsonl(tmp_path / "plain.jsonl"))
+    assert [(r["status"], r["stream"]) for r in records] == [(200, False), (200, True)]
+    assert all(set(r) == RECORD_KEYS for r in records)
+    _, app = sbs_app_factory(log_path=str(tmp_path / "text.jsonl"), log_text=True)
+    assert post(app, {"model": "sim-small", "messages": user(EASY), "stream": True}).is_success
+    [rec] = read_jsonl(tmp_path / "text.jsonl")
+    assert set(rec) == RECORD_KEYS | {"prompt", "messages", "text"}
+    assert rec["text"].startswith("[simulated answer") and rec["messages"] == user(EASY)
+
+
+class AwaitedBackend:
+    """A backend with the awaitable interface (``acomplete`` / ``astream``) over a real
+    simulated one; with ``hang`` it never answers, until cancelled. Its blocking methods
+    fail, so a call through the thread pool would show as a failed attempt."""
+
+    simulated = True
+
+    def __init__(self, inner, hang: bool = False):
+        self.inner, self.hang, self.cancelled = inner, hang, 0
+
+    def complete(self, messages, params, task=None):
+        raise AssertionError("awaitable backend called in a thread")
+
+    stream = complete
+
+    async def _wait(self) -> None:
+        import asyncio
+
+        if self.hang:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+
+    async def acomplete(self, messages, params, task=None):
+        await self._wait()
+        return self.inner.complete(messages, params)
+
+    async def astream(self, messages, params, task=None):
+        await self._wait()
+        completion = self.inner.complete(messages, params)
+        for start in range(0, len(completion.text), 7):
+            yield completion.text[start : start + 7]
+        yield completion
+
+
+def _events(response) -> list[dict]:
+    lines = [x.removeprefix("data: ") for x in response.text.splitlines() if x.startswith("data:")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(x) for x in lines[:-1]]
+
+
+def test_awaitable_upstreams_are_awaited_and_a_hung_one_is_cancelled(tmp_path):
+    from codyn.serve import create_app
+
+    targets = rf.write_targets(tmp_path / "targets.parquet")
+    router = load_router(rf.train_router("knn", targets, tmp_path / "knn", {"k": 3}))
+    config = load_config(rf.write_config(tmp_path / "c.yaml"))
+    real = {
+        m: make_backend(m, config["models"][m], config["generation"], seed=config["seed"])
+        for m in rf.MODELS
+    }
+    first = router.route([HARD], cost_weight=0.0)[0]
+    backends = {m: AwaitedBackend(real[m], hang=m == first) for m in rf.MODELS}
+    settings = {"upstream_timeout_s": 0.3, "log_path": None, "cost_weight": 0.0}
+    app = create_app(router, config, settings=settings, backends=backends)
+    params = app.state.service.upstream.params_for
+    started = time.perf_counter()
+    r = post(app, {"model": "codyn-auto", "messages": user(HARD)})
+    assert r.status_code == 200, r.text
+    info = r.json()["codyn"]
+    assert info["fallback_order"][0] == first and r.json()["model"] == info["fallback_order"][1]
+    [failed] = info["failed_attempts"]
+    assert failed["model"] == first and failed["error"].startswith("timeout")
+    answered = r.json()["model"]
+    expected = real[answered].complete(user(HARD), params(answered, {})).text
+    assert r.json()["choices"][0]["message"]["content"] == expected
+    assert backends[first].cancelled == 1  # cancelled at the timeout, no thread left waiting
+    # a stream through astream, with the usage of its closing Completion
+    body = {"model": answered, "messages": user(HARD), "stream": True}
+    r = post(app, {**body, "stream_options": {"include_usage": True}})
+    events = _events(r)
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1]) == expected
+    assert events[-1]["choices"] == [] and events[-1]["usage"]["prompt_tokens"] > 0
+    # a hung stream fails before its first piece: 502, and it is cancelled too
+    r = post(app, {**body, "model": first})
+    assert r.status_code == 502 and "timeout" in r.json()["error"]["message"]
+    assert backends[first].cancelled == 2 and time.perf_counter() - started < 10
+
+
+def test_quantize_router_is_a_router_method(tmp_path, monkeypatch):
+    from codyn.errors import ConfigError
+    from codyn.serve import tune_router
+
+    monkeypatch.setenv("CODYN_CACHE", str(tmp_path / "cache"))
+    targets = rf.write_targets(tmp_path / "targets.parquet")
+    knn = load_router(rf.train_router("knn", targets, tmp_path / "knn", {"k": 3}))
+    with pytest.raises(ConfigError, match="serve.quantize_router.*knn router holds no torch model"):
+        tune_router(knn, quantize=True)
+    params = {"base_model": "tiny-qwen2", "epochs": 1, "batch_size": 8, "max_length": 128}
+    cls_dir = rf.train_router("cls", targets, tmp_path / "cls", {**params, "threads": 1})
+    router = load_router(cls_dir)
+    prompts = [HARD, EASY, "Sort a list."]
+    before = router.predict_scores(prompts)
+    assert tune_router(router, quantize=True) == ["int8 dynamic quantization of model"]
+    import torch
+
+    linear = [m for m in router.model.modules() if isinstance(m, torch.nn.Linear)]
+    quantized = [m for m in router.model.modules() if "quantized" in type(m).__module__]
+    assert quantized and not linear  # every Linear layer is int8 now
+    after = router.predict_scores(prompts)
+    assert after.shape == before.shape and np.isfinite(after).all()
+    np.testing.assert_allclose(after, before, atol=0.1)
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"messages": user("x")}, "model", "missing required parameter"),
+        ({"model": "m", "messages": [*user("x"), {"role": "bot"}]}, "messages[1].role", "'user'"),
+        (
+            {"model": "m", "messages": user("x"), "temperature": float("inf")},
+            "temperature",
+            "finite",
+        ),
+        ({"model": "m", "messages": user("x"), "top_p": True}, "top_p", "valid number"),
+        ({"model": "m", "messages": user("x"), "max_tokens": 0}, "max_tokens", "greater than"),
+        ({"model": "m", "messages": user("x"), "n": 3}, "n", "only n=1"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "messages[0].content",
+            "text only",
+        ),
+        ({"model": "m", "messages": [{"role": "system", "content": "x"}]}, "messages", "a user"),
+        ({"model": "m", "messages": [{"role": "user"}]}, "messages[0].content", "required"),
+    ],
+)
+def test_request_errors_name_the_field(body, param, words):
+    from codyn.serve import ApiError, parse_chat_request
+
+    with pytest.raises(ApiError) as err:
+        parse_chat_request(body)
+    assert err.value.status == 400 and err.value.param == param and words in err.value.message
+
+
+def test_request_parts_the_server_reads():
+    from codyn.serve import parse_chat_request
+
+    req = parse_chat_request(
+        {
+            "model": "codyn-auto",
+            "messages": [
+                {"role": "developer", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                {"role": "assistant", "content": None, "tool_calls": []},
+            ],
+            "max_tokens": 9,
+            "max_completion_tokens": 5,
+            "temperature": 0,
+            "user": "someone",  # OpenAI fields codyn does not use are accepted
+        }
+    )  # fmt: skip
+    assert req.chat == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "a\nb"},
+        {"role": "assistant", "content": ""},
+    ]
+    assert req.prompt == "a\nb" and req.params == {"temperature": 0, "max_tokens": 5}
+    assert not req.stream and not req.include_usage

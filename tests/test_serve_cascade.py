@@ -1,4 +1,4 @@
-"""The verified cascade in `codyn serve` (model `codyn-cascade`, codyn.serve_cascade).
+"""The verified cascade in `codyn serve` (model `codyn-cascade`, codyn.serve.cascade).
 
 Upstreams are real processes on 127.0.0.1 (tests/answer_upstream.py): `weak` answers code
 that is wrong for `add`, right for `mul`, loops forever in `spin` and tries the network and
@@ -22,11 +22,11 @@ import route_fixtures as rf
 from codyn.config import load_config
 from codyn.errors import ConfigError
 from codyn.io import read_jsonl
-from codyn.route_cli import fallback_order
+from codyn.policy import fallback_order
 from codyn.routers import load_router
 from codyn.routers.cascade import Cascade
 from codyn.scoring.visible import VisibleVerdict
-from codyn.serve_cascade import accepts, task_view
+from codyn.serve.cascade import accepts, task_view
 
 WEAK_CODE = """import socket
 

@@ -13,7 +13,6 @@ from codyn.backends.base import (
     Completion,
     dollar_cost,
     effective_params,
-    with_backoff,
 )
 from codyn.errors import ConfigError
 
@@ -27,7 +26,6 @@ __all__ = [
     "dollar_cost",
     "effective_params",
     "make_backend",
-    "with_backoff",
 ]
 
 

@@ -2,19 +2,16 @@
 
 A backend turns chat messages into a :class:`Completion` or raises
 :class:`BackendError`. Backends are thread-safe: the generate stage calls
-``complete`` from a pool of ``generation.concurrency`` threads.
+``complete`` from a pool of ``generation.concurrency`` threads. Each network backend
+has exactly one retry layer, its client library's (botocore's for Bedrock, the openai
+SDK's for OpenAI-compatible servers): at most ``1 + generation.max_retries`` attempts
+per request; what is still failing after them is a BackendError.
 """
 
 from __future__ import annotations
 
-import logging
-import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
-
-log = logging.getLogger(__name__)
 
 # Generation parameters that change an answer, hence belong to the cache key.
 # concurrency, timeout_s, max_retries ... change how we ask, not what comes back.
@@ -40,7 +37,8 @@ class Completion:
 class BackendError(Exception):
     """A failed request. ``kind`` names the failure (throttled, timeout, refused,
     validation, server, connection, not_found, ...); ``retryable`` says whether asking
-    again may succeed (the generate stage re-asks error records on the next run anyway)."""
+    again later may succeed (the backend's client has already spent its retries; the
+    generate stage re-asks error records on the next run anyway)."""
 
     def __init__(self, message: str, *, kind: str, retryable: bool = False):
         super().__init__(message)
@@ -65,33 +63,6 @@ def dollar_cost(model_cfg: dict, input_tokens: int | None, output_tokens: int | 
     if price_in is None or price_out is None or input_tokens is None or output_tokens is None:
         return None
     return (input_tokens * price_in + output_tokens * price_out) / 1e6
-
-
-def with_backoff(
-    call: Callable[[], Any],
-    *,
-    max_retries: int,
-    base_s: float = 1.0,
-    cap_s: float = 60.0,
-    sleep: Callable[[float], None] = time.sleep,
-    rng: random.Random | None = None,
-):
-    """Run ``call``; on a retryable BackendError wait (exponential, full jitter) and retry,
-    at most ``max_retries`` times, then re-raise the last error."""
-    rng = rng or random.Random()
-    attempt = 0
-    while True:
-        try:
-            return call()
-        except BackendError as exc:
-            if not exc.retryable or attempt >= max_retries:
-                raise
-            delay = getattr(exc, "retry_after", None)
-            if delay is None:
-                delay = rng.uniform(0, min(cap_s, base_s * 2**attempt))
-            log.debug("retry %d after %.2fs: %s", attempt + 1, delay, exc)
-            sleep(delay)
-            attempt += 1
 
 
 class Backend:

@@ -1,19 +1,20 @@
 """Amazon Bedrock through the Converse API (boto3 ``bedrock-runtime``).
 
 Region and credentials come from the standard AWS chain (environment, profile,
-instance role); the config may name a region, never credentials. Two retry
-layers: botocore's adaptive mode (client-side rate limiting, transient errors)
-and, on a ThrottlingException that outlasts it, our own exponential backoff.
+instance role); the config may name a region, never credentials. One retry layer:
+botocore's adaptive mode (client-side rate limiting, then retries of throttling and
+transient errors with exponential backoff and jitter), at most ``1 + max_retries``
+attempts per request in all. Errors that outlast it become a BackendError at once.
 """
 
 from __future__ import annotations
 
-import random
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-from codyn.backends.base import Backend, BackendError, Completion, check_messages, with_backoff
+from codyn.backends.base import Backend, BackendError, Completion, check_messages
 
 # Bedrock error code -> (kind, retryable)
 ERROR_KINDS = {
@@ -34,18 +35,34 @@ ERROR_KINDS = {
 REFUSED_STOPS = ("guardrail_intervened", "content_filtered")
 
 
+@contextlib.contextmanager
+def bedrock_errors():
+    """botocore's errors (raised once its retries are spent) as BackendErrors."""
+    from botocore.exceptions import ClientError, ReadTimeoutError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "ClientError")
+        message = exc.response.get("Error", {}).get("Message", "")
+        kind, retryable = ERROR_KINDS.get(code, ("client_error", False))
+        raise BackendError(f"{code}: {message}", kind=kind, retryable=retryable) from None
+    except ReadTimeoutError:
+        raise BackendError("read timeout", kind="timeout", retryable=True) from None
+    except BotoConnectionError as exc:
+        raise BackendError(type(exc).__name__, kind="connection", retryable=True) from None
+
+
+def retry_config(generation_cfg: dict) -> dict:
+    """botocore's retry settings: the only retries a Bedrock request gets."""
+    return {"mode": "adaptive", "total_max_attempts": 1 + int(generation_cfg.get("max_retries", 6))}
+
+
 class BedrockBackend(Backend):
     kind = "bedrock"
 
-    def __init__(
-        self,
-        model_name: str,
-        model_cfg: dict,
-        generation_cfg: dict,
-        *,
-        client=None,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
+    def __init__(self, model_name: str, model_cfg: dict, generation_cfg: dict, *, client=None):
         super().__init__(model_name, model_cfg, generation_cfg)
         if not self.model_id:
             from codyn.errors import ConfigError
@@ -55,8 +72,6 @@ class BedrockBackend(Backend):
             )
         self._client = client
         self._client_lock = threading.Lock()
-        self._sleep = sleep
-        self._rng = random.Random()
 
     @property
     def client(self):
@@ -72,11 +87,7 @@ class BedrockBackend(Backend):
                     # null: the Region's endpoint; else a VPC endpoint or a local server
                     endpoint_url=self.model_cfg.get("endpoint_url") or None,
                     config=Config(
-                        retries={
-                            "mode": "adaptive",
-                            "total_max_attempts": 1
-                            + int(self.generation_cfg.get("max_retries", 6)),
-                        },
+                        retries=retry_config(self.generation_cfg),
                         read_timeout=timeout,
                         connect_timeout=min(timeout, 30),
                         max_pool_connections=max(
@@ -110,31 +121,11 @@ class BedrockBackend(Backend):
             req["system"] = system
         return req
 
-    def _converse_once(self, request: dict) -> dict:
-        from botocore.exceptions import ClientError, ReadTimeoutError
-        from botocore.exceptions import ConnectionError as BotoConnectionError
-
-        try:
-            return self.client.converse(**request)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "ClientError")
-            message = exc.response.get("Error", {}).get("Message", "")
-            kind, retryable = ERROR_KINDS.get(code, ("client_error", False))
-            raise BackendError(f"{code}: {message}", kind=kind, retryable=retryable) from None
-        except ReadTimeoutError:
-            raise BackendError("read timeout", kind="timeout", retryable=True) from None
-        except BotoConnectionError as exc:
-            raise BackendError(type(exc).__name__, kind="connection", retryable=True) from None
-
     def complete(self, messages: list[dict], params: dict, task: dict | None = None) -> Completion:
         request = self.request(messages, params)
         started = time.perf_counter()
-        response = with_backoff(
-            lambda: self._converse_once(request),
-            max_retries=int(self.generation_cfg.get("max_retries", 6)),
-            sleep=self._sleep,
-            rng=self._rng,
-        )
+        with bedrock_errors():
+            response = self.client.converse(**request)
         wall = time.perf_counter() - started
         blocks = response.get("output", {}).get("message", {}).get("content", [])
         text = "".join(b.get("text", "") for b in blocks)
@@ -158,11 +149,10 @@ class BedrockBackend(Backend):
     def stream(self, messages: list[dict], params: dict, task: dict | None = None) -> Iterator[str]:
         """Text pieces; returns a Completion with the stream's usage (``metadata`` event)."""
         request = self.request(messages, params)
-        from botocore.exceptions import ClientError
-
         started = time.perf_counter()
         pieces, usage, stop, latency_ms = [], {}, None, None
-        try:
+        # botocore retries opening the stream; a stream that breaks later is not retried.
+        with bedrock_errors():
             response = self.client.converse_stream(**request)
             for event in response["stream"]:
                 delta = event.get("contentBlockDelta", {}).get("delta", {})
@@ -173,10 +163,6 @@ class BedrockBackend(Backend):
                 if "metadata" in event:
                     usage = event["metadata"].get("usage") or {}
                     latency_ms = (event["metadata"].get("metrics") or {}).get("latencyMs")
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "ClientError")
-            kind, retryable = ERROR_KINDS.get(code, ("client_error", False))
-            raise BackendError(code, kind=kind, retryable=retryable) from None
         in_tok, out_tok = usage.get("inputTokens"), usage.get("outputTokens")
         return Completion(
             text="".join(pieces),

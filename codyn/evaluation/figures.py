@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from codyn import policy  # noqa: E402
 from codyn.evaluation import metrics, tables  # noqa: E402
 from codyn.evaluation.evaluate import SWEPT_TYPES  # noqa: E402
 from codyn.io import atomic_path  # noqa: E402
@@ -159,7 +160,43 @@ def _router_color(routers: list[str], router: str):
     return ROUTER_COLORS[routers.index(router) % len(ROUTER_COLORS)] if router in routers else "k"
 
 
-def _scatter_panel(ax, recs: list[dict], settings: Mapping[str, float], routers: list[str]) -> None:
+CASCADE_COLOR = "#f2b800"  # gold: not one of the router colours (tab10, Dark2)
+
+
+def _cascade_points(ax, cascade, dataset: str) -> list[tuple[float, float]]:
+    """The verified cascade (cascade.csv) on one panel: the pipeline split's test point (the
+    same test rows as the routers) and the mean over the seeded splits; returns the points."""
+    if cascade is None or cascade.empty:
+        return []
+    part = cascade[cascade["dataset"] == dataset]
+    if part.empty:
+        return []
+    here = part[part["pipeline_split"]]
+    points = []
+    if not here.empty:
+        c, e = float(here["cost"].iloc[0]), float(here["effectiveness"].iloc[0])
+        ax.scatter(c, e, s=150, marker="*", color=CASCADE_COLOR, edgecolor="k", lw=0.5, zorder=5)
+        points.append((c, e))
+    c, e = float(part["cost"].mean()), float(part["effectiveness"].mean())
+    ax.scatter(c, e, s=150, marker="*", facecolors="none", edgecolors=CASCADE_COLOR, zorder=5)
+    return [*points, (c, e)]
+
+
+def _cascade_handles(cascade) -> list:
+    if cascade is None or cascade.empty:
+        return []
+    n = cascade.groupby("dataset").size().max()
+    return [
+        Line2D([], [], ls="", marker="*", ms=11, color=CASCADE_COLOR, markeredgecolor="k",
+               label="verified cascade, chosen on train (this test split)"),
+        Line2D([], [], ls="", marker="*", ms=11, color="none", markeredgecolor=CASCADE_COLOR,
+               label=f"verified cascade, mean of {n} seeded splits"),
+    ]  # fmt: skip
+
+
+def _scatter_panel(
+    ax, recs: list[dict], settings: Mapping[str, float], routers: list[str], cascade=None
+) -> None:
     """Single models (labelled), routers (colour = router, marker = setting), oracle lines."""
     ref = recs[0]["references"]
     models = recs[0]["models"]
@@ -189,6 +226,9 @@ def _scatter_panel(ax, recs: list[dict], settings: Mapping[str, float], routers:
         )
         ys.append(d["effectiveness"])
         drawn.append((d["cost"], d["effectiveness"]))
+    shown = _cascade_points(ax, cascade, recs[0]["dataset"])
+    ys += [e for _, e in shown]
+    drawn += shown
     ax.set_xlabel("cost (Eq. 2, relative to the most expensive model)")
     ax.set_ylabel("effectiveness (mean raw score)")
     ax.set_xlim(-0.04, 1.08)
@@ -268,13 +308,15 @@ def cost_performance(
     pdf=None,
     routers=None,
     title="Cost–performance trade-off per dataset",
+    cascade=None,
 ) -> None:
-    """Figures 2 and 3: one panel per dataset."""
+    """Figures 2 and 3: one panel per dataset (with the verified cascade when ``cascade``,
+    the rows of cascade.csv, is given)."""
     groups = _by_dataset(records)
     routers = _drawn_routers(records, routers)
     fig, axes = _panel_grid(len(groups))
     for ax, (ds, recs) in zip(axes, groups.items(), strict=True):
-        _scatter_panel(ax, recs, settings, routers)
+        _scatter_panel(ax, recs, settings, routers, cascade)
         ax.set_title(
             f"{ds} (test split, n={recs[0]['n_tasks']})"
             if recs[0]["scope"] == "test"
@@ -283,7 +325,7 @@ def cost_performance(
         )
     fig.suptitle(f"{title} — {title_banner(records)}", fontsize=12, y=1.0)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    _side_legend(fig, _legend_handles(settings, routers))
+    _side_legend(fig, _legend_handles(settings, routers) + _cascade_handles(cascade))
     save(fig, png, pdf)
 
 
@@ -429,7 +471,13 @@ def generalisation(
 
 
 def deferral_curves(
-    records: list[dict], settings: Mapping[str, float], png, pdf=None, routers=None, setting=None
+    records: list[dict],
+    settings: Mapping[str, float],
+    png,
+    pdf=None,
+    routers=None,
+    setting=None,
+    cascade=None,
 ) -> None:
     """Deferral curve per swept router at ``setting`` (default: the first) and the Pareto frontier."""
     setting = setting or list(settings)[0]
@@ -454,7 +502,8 @@ def deferral_curves(
             ax.plot(c, e, "-", marker=".", ms=3, lw=1.2, color=color)
             allc.extend(c)
             alle.extend(e)
-        front = metrics.pareto_frontier(allc, alle)
+        _cascade_points(ax, cascade, ds)  # beside the curves, not part of their frontier
+        front = policy.pareto_frontier(allc, alle)
         fc, fe = np.asarray(allc)[front], np.asarray(alle)[front]
         ax.step(
             np.r_[fc, 1.0], np.r_[fe, fe[-1]], where="post", color="k", ls=":", lw=1.4, zorder=4
@@ -488,22 +537,37 @@ def deferral_curves(
     handles += [
         Line2D([], [], marker=".", color=_router_color(routers, r), label=r)
         for r in dict.fromkeys(x["router"] for x in swept)
-    ]
+    ] + _cascade_handles(cascade)
     _side_legend(fig, handles, "one curve per router\n(APGR, CPT, AIQ: curves table)")
     save(fig, png, pdf)
 
 
 def write_paper_figures(
-    records: list[dict], settings: Mapping[str, float], outputs: Mapping[str, str], routers=None
+    records: list[dict],
+    settings: Mapping[str, float],
+    outputs: Mapping[str, str],
+    routers=None,
+    cascade=None,
 ) -> None:
     """Figures 2-4 and the deferral curves; ``outputs`` keys: fig2_png, fig2_pdf,
-    fig4_png, fig4_pdf, deferral_png, deferral_pdf."""
+    fig4_png, fig4_pdf, deferral_png, deferral_pdf. ``cascade``: cascade.csv's rows
+    (codyn.evaluation.cascade_report.read_cascade_table), drawn on Figure 2 and the curves."""
     cost_performance(
-        records, settings, outputs["fig2_png"], outputs.get("fig2_pdf"), routers=routers
+        records,
+        settings,
+        outputs["fig2_png"],
+        outputs.get("fig2_pdf"),
+        routers=routers,
+        cascade=cascade,
     )
     diversity(records, settings, outputs["fig4_png"], outputs.get("fig4_pdf"), routers=routers)
     deferral_curves(
-        records, settings, outputs["deferral_png"], outputs.get("deferral_pdf"), routers=routers
+        records,
+        settings,
+        outputs["deferral_png"],
+        outputs.get("deferral_pdf"),
+        routers=routers,
+        cascade=cascade,
     )
 
 

@@ -42,8 +42,9 @@ evaluated, with effectiveness ``E_w``, ``E_s`` and Eq. 2 costs ``c_w``, ``c_s``.
   points at random reaches any point on the segment between them), flat after its
   best point and 0 below the router's cheapest point (as RouterBench integrates from
   the first point).
-- Pareto frontier: the points no other point dominates (cost <= and effectiveness
-  >= with one of them strict), sorted by cost.
+- Pareto frontier (:func:`codyn.policy.pareto_frontier`, also the routers' ``pareto``
+  candidates): the points no other point dominates (cost <= and effectiveness >= with
+  one of them strict), sorted by cost.
 
 APGR and CPT are NaN when the gap is empty (E_s <= E_w or c_s <= c_w, e.g. the
 cheapest model is also the best).
@@ -55,7 +56,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from codyn import ranking
+from codyn import policy, ranking
 
 
 def _as_choice(choice, n_models: int) -> np.ndarray:
@@ -118,13 +119,13 @@ def usd_per_prompt(usd, choice) -> tuple[float, int]:
 
 def oracle_choice(scores, costs) -> np.ndarray:
     """Best score per row, cheapest among ties."""
-    return ranking.choose(scores, costs, cost_weight=0.0)
+    return policy.choose(scores, costs, cost_weight=0.0)
 
 
 def single_best(scores, costs) -> int:
     """Index of the model with the best mean score, cheapest among ties."""
     mean = np.asarray(scores, dtype=float).mean(axis=0)
-    return int(ranking.choose(mean[None, :], costs, cost_weight=0.0)[0])
+    return int(policy.choose(mean[None, :], costs, cost_weight=0.0)[0])
 
 
 def cheapest(costs) -> int:
@@ -228,19 +229,6 @@ def aiq(cost, eff, c_lo: float, c_hi: float = 1.0) -> float:
         raise ValueError("c_hi must exceed c_lo")
     hx, hy = nondecreasing_hull(cost, eff)
     return _integrate(hx, hy, c_lo, c_hi, below=0.0) / (c_hi - c_lo)
-
-
-def pareto_frontier(cost, eff) -> np.ndarray:
-    """Indices of the non-dominated points, sorted by cost."""
-    c = np.asarray(cost, dtype=float)
-    e = np.asarray(eff, dtype=float)
-    order = np.lexsort((-e, c))
-    keep, best = [], -np.inf
-    for i in order:
-        if e[i] > best:
-            keep.append(int(i))
-            best = e[i]
-    return np.array(keep, dtype=int)
 
 
 def summarise_choice(scores, costs, choice, usd=None, models: Sequence[str] | None = None) -> dict:

@@ -12,6 +12,10 @@ dataset. The Oracle (best raw score per prompt, cheapest among ties) and SBS (be
 train-mean model) rows are computed from the matrix by the paper's definitions,
 whether or not routers of those types ran.
 
+With the verified cascade's results (``cascade.csv``, codyn.evaluation.cascade_report), two
+more rows: the cascade chosen on train for the pipeline's own split (the same test rows as
+every other row) and its mean over the five seeded splits; C counts every stage called.
+
 Autoregressive rows (SFT, GRPO) also show ``malformed %``: the share of evaluated
 prompts (all datasets of the row) where the router's output was not a valid ranking. By
 the paper's rule those prompts score 0; a row whose router used ``decoding:
@@ -41,7 +45,7 @@ ROW_ORDER = [
     "rorf",
 ]
 MALFORMED_COLUMN = "malformed %"
-SINGLE_ROW_TYPES = {"random", "oracle", "sbs", "cheapest", "rorf"}
+SINGLE_ROW_TYPES = {"random", "oracle", "sbs", "cheapest", "rorf", "cascade"}
 REFERENCE_TYPES = {"oracle", "sbs"}
 TYPE_LABEL = {
     "cls": "CLS",
@@ -54,6 +58,7 @@ TYPE_LABEL = {
     "sbs": "SBS",
     "cheapest": "Cheapest",
     "rorf": "RoRF",
+    "cascade": "Verified cascade",
 }
 
 
@@ -144,11 +149,17 @@ def to_latex(df: pd.DataFrame, caption: str, label: str, digits: int = 2) -> str
 
 
 def _rank(rtype: str) -> int:
+    """Paper rows first, then other routers, then the verified cascade (beyond the paper)."""
+    if rtype == "cascade":
+        return len(ROW_ORDER) + 1
     return ROW_ORDER.index(rtype) if rtype in ROW_ORDER else len(ROW_ORDER)
 
 
 def table2_frame(
-    records: list[dict], settings: Mapping[str, float], routers: list[str] | None = None
+    records: list[dict],
+    settings: Mapping[str, float],
+    routers: list[str] | None = None,
+    cascade: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Wide Table 2: rows technique x setting, columns ``{dataset} E`` / ``{dataset} C``."""
     if not records:
@@ -207,16 +218,9 @@ def table2_frame(
                     * sum(r["malformed"] for r in counted)
                     / sum(r["n_tasks"] for r in counted)
                 )
-    refs = {}
-    for r in records:
-        refs.setdefault(r["dataset"], r["references"])
-    for rtype, key in (("oracle", "oracle"), ("sbs", "sbs")):
-        cells = {}
-        for ds in datasets:
-            cells[f"{ds} E"] = refs[ds][key]["effectiveness"]
-            cells[f"{ds} C"] = refs[ds][key]["cost"]
-            cells[f"{ds} usd"] = _usd(refs[ds][key])
-        label = "Oracle" if rtype == "oracle" else "SBS (best train mean)"
+    for label, rtype, cells in _reference_rows(records, datasets) + _cascade_rows(
+        cascade, datasets
+    ):
         add_row(label, "", rtype, None, cells)
     df = pd.DataFrame(rows)
     df = df.iloc[sorted(range(len(df)), key=lambda i: (_rank(df["type"].iloc[i]), i))].reset_index(
@@ -229,6 +233,47 @@ def table2_frame(
         df = df.drop(columns=[MALFORMED_COLUMN])  # no autoregressive router ran
     df["answers"] = answers_label(records)
     return df
+
+
+def _reference_rows(records: list[dict], datasets: list[str]) -> list[tuple[str, str, dict]]:
+    """(label, type, cells) of the Oracle and SBS rows, from the records' references."""
+    refs = {}
+    for r in records:
+        refs.setdefault(r["dataset"], r["references"])
+    out = []
+    for rtype, label in (("oracle", "Oracle"), ("sbs", "SBS (best train mean)")):
+        cells = {}
+        for ds in datasets:
+            cells[f"{ds} E"] = refs[ds][rtype]["effectiveness"]
+            cells[f"{ds} C"] = refs[ds][rtype]["cost"]
+            cells[f"{ds} usd"] = _usd(refs[ds][rtype])
+        out.append((label, rtype, cells))
+    return out
+
+
+def _cascade_rows(cascade: pd.DataFrame | None, datasets: list[str]) -> list[tuple[str, str, dict]]:
+    """(label, type, cells) of the verified cascade: the pipeline split, and the seeds' mean."""
+    if cascade is None or cascade.empty:
+        return []
+    nan = float("nan")
+    out = []
+    for label, pick in (
+        ("Verified cascade (chosen on train; pipeline split)", cascade["pipeline_split"]),
+        ("Verified cascade (chosen on train; mean of {n} seeds)", None),
+    ):
+        cells, seeds = {}, set()
+        for ds in datasets:
+            part = cascade[cascade["dataset"] == ds]
+            if pick is not None:
+                part = part[pick.loc[part.index]]
+            if len(part):
+                seeds.add(len(part))
+            cells[f"{ds} E"] = part["effectiveness"].mean() if len(part) else nan
+            cells[f"{ds} C"] = part["cost"].mean() if len(part) else nan
+            usd = part["usd_per_prompt"]
+            cells[f"{ds} usd"] = usd.mean() if len(part) and usd.notna().all() else nan
+        out.append((label.format(n="/".join(str(n) for n in sorted(seeds))), "cascade", cells))
+    return out
 
 
 def _options_label(records: list[dict]) -> str:
@@ -254,9 +299,15 @@ def sbs_models(records: list[dict]) -> dict[str, str]:
 
 
 def write_table2(
-    records: list[dict], settings: Mapping[str, float], out_csv, out_md, out_tex, routers=None
+    records: list[dict],
+    settings: Mapping[str, float],
+    out_csv,
+    out_md,
+    out_tex,
+    routers=None,
+    cascade: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    df = table2_frame(records, settings, routers)
+    df = table2_frame(records, settings, routers, cascade)
     write_csv(df, out_csv)
     # the paper's layout: E and C per dataset; dollars stay in the CSV
     shown = df.drop(
@@ -268,7 +319,14 @@ def write_table2(
         f"C = Eq. 2 cost relative to the most expensive model (lower is better); test split of each dataset. "
         f"malformed % (autoregressive routers) = prompts whose ranking output was malformed; "
         f"they score 0 (the paper's rule) unless the label says otherwise. "
-        f"SBS per dataset (best train mean): {sbs}.\n\n"
+        + (
+            "Verified cascade (beyond the paper): cheap system first, escalate when its code "
+            "fails the prompt's own examples; chosen on train only; C sums every stage called "
+            "(cascade.md beside this table). "
+            if cascade is not None and not cascade.empty
+            else ""
+        )
+        + f"SBS per dataset (best train mean): {sbs}.\n\n"
     )
     write_text(
         out_md,

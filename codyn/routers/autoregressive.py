@@ -61,7 +61,12 @@ import numpy as np
 from codyn.errors import InputError
 from codyn.ranking import cheap_first_order
 from codyn.routers.base import Router, resolve_device
-from codyn.routers.lm import resolve_base_model, seed_everything, trainer_progress_callback
+from codyn.routers.lm import (
+    quantize_int8,
+    resolve_base_model,
+    seed_everything,
+    trainer_progress_callback,
+)
 from codyn.routing_data import RoutingData
 from codyn.tiny_models import TINY_NAMES
 
@@ -185,6 +190,137 @@ def make_reward_function(kind: str, m: int):
     return reward
 
 
+class RankingPrompt:
+    """The text an autoregressive router reads and writes: the A.8.5 system prompt and the
+    task prompt (in the tokenizer's chat template when it has one, or as
+    ``chat_template`` says), cut to fit ``max_length`` tokens with the ranking."""
+
+    def __init__(self, tokenizer, m: int, params: dict):
+        self.tokenizer, self.m, self.params = tokenizer, m, params
+
+    def use_chat(self) -> bool:
+        mode = self.params["chat_template"]
+        return (
+            bool(getattr(self.tokenizer, "chat_template", None)) if mode == "auto" else bool(mode)
+        )
+
+    def messages(self, prompt: str) -> list[dict]:
+        return [
+            {"role": "system", "content": system_prompt(self.m)},
+            {"role": "user", "content": prompt},
+        ]
+
+    def render(self, prompt: str) -> str:
+        """The full text the model reads before it writes the ranking."""
+        if self.use_chat():
+            return self.tokenizer.apply_chat_template(
+                self.messages(prompt), tokenize=False, add_generation_prompt=True
+            )
+        return f"{system_prompt(self.m)}\n\n{prompt}\n\nRanking: "
+
+    def fit(self, prompt: str) -> str:
+        """Cut the task prompt so prompt + system prompt + ranking fit max_length tokens."""
+        reserve = 2 * self.m + 8
+        overhead = len(self.tokenizer(self.render(""), add_special_tokens=False)["input_ids"])
+        room = int(self.params["max_length"]) - overhead - reserve
+        if room < 8:
+            raise InputError(
+                f"max_length {self.params['max_length']} leaves no room for the task prompt "
+                f"(system prompt and template take {overhead} tokens)",
+                field="max_length",
+            )
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return prompt if len(ids) <= room else self.tokenizer.decode(ids[:room])
+
+    def prompt_field(self, prompt: str):
+        """A training row's prompt: chat messages or the rendered text."""
+        prompt = self.fit(prompt)
+        return self.messages(prompt) if self.use_chat() else self.render(prompt)
+
+    def completion_field(self, ranking: str):
+        """A training row's completion: the ranking as the assistant's turn or as text."""
+        if self.use_chat():
+            return [{"role": "assistant", "content": ranking}]
+        return ranking + (self.tokenizer.eos_token or "")
+
+
+def lora_config(params: dict):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=int(params["lora_r"]),
+        lora_alpha=int(params["lora_alpha"]),
+        lora_dropout=float(params["lora_dropout"]),
+        target_modules=params["lora_target_modules"],
+        task_type="CAUSAL_LM",
+    )
+
+
+def training_args(params: dict, seed: int, device: str, output_dir: str) -> dict:
+    """The trainer arguments SFT and GRPO share."""
+    return {
+        "output_dir": output_dir,
+        "num_train_epochs": float(params["epochs"]),
+        # max_steps (when set) caps training below the epochs (the CPU demo's budget).
+        "max_steps": int(params["max_steps"] or -1),
+        "per_device_train_batch_size": int(params["batch_size"]),
+        "gradient_accumulation_steps": int(params["grad_accum"]),
+        "learning_rate": float(params["lr"]),
+        "lr_scheduler_type": "linear",
+        "warmup_steps": int(params["warmup_steps"]),
+        "optim": "adamw_torch",
+        "use_cpu": device == "cpu",
+        "bf16": bool(params["bf16"]) and device == "cuda",
+        "gradient_checkpointing": bool(params["gradient_checkpointing"]),
+        "seed": seed,
+        "data_seed": seed,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        # trl prints every log dict to stdout beside its bar; ProgressLog-style lines
+        # (step, loss, reward, ETA) go to the job log instead.
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+    }
+
+
+def constrained_decoding(tokenizer, model, m: int):
+    """prefix_allowed_tokens_fn for constrained decoding and the prompt length it reads
+    (set per batch), or None when impossible."""
+    tok = tokenizer
+    digit_ids = []
+    for i in range(m):
+        ids = tok(str(i), add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            log.warning("number %d is not one token: decoding is validated, not constrained", i)
+            return None
+        digit_ids.append(ids[0])
+    comma = tok(",", add_special_tokens=False)["input_ids"]
+    if len(comma) != 1:
+        log.warning("',' is not one token: decoding is validated, not constrained")
+        return None
+    comma_id = comma[0]
+    eos = model.generation_config.eos_token_id
+    eos_ids = (
+        list(eos)
+        if isinstance(eos, list | tuple)
+        else [eos if eos is not None else tok.eos_token_id]
+    )
+    digit_index = {t: i for i, t in enumerate(digit_ids)}
+    prompt_length = {"n": 0}
+
+    def allowed(batch_id, input_ids):
+        written = input_ids[prompt_length["n"] :].tolist()
+        used = {digit_index[t] for t in written if t in digit_index}
+        if len(written) == 2 * m - 1:
+            return eos_ids
+        if len(written) % 2 == 1:
+            return [comma_id]
+        return [digit_ids[i] for i in range(m) if i not in used] or eos_ids
+
+    return allowed, prompt_length
+
+
 class _ArRouter(Router):
     trainer_name = ""
     defaults = {
@@ -222,6 +358,10 @@ class _ArRouter(Router):
         self.last_malformed = 0
         self.malformed_rows: np.ndarray | None = None
 
+    def quantize(self) -> list[str]:
+        """int8 dynamic quantization of the LM, for CPU serving."""
+        return quantize_int8(self, ("model",))
+
     # ---- checks and data ----------------------------------------------------
     def _check_data(self, data: RoutingData, where: str) -> None:
         if self.params["decoding"] not in ("constrained", "free"):
@@ -241,48 +381,8 @@ class _ArRouter(Router):
             if int(self.params[key]) < 1:
                 raise InputError(f"{key} must be >= 1", path=where, field=key)
 
-    def _use_chat(self) -> bool:
-        mode = self.params["chat_template"]
-        return (
-            bool(getattr(self.tokenizer, "chat_template", None)) if mode == "auto" else bool(mode)
-        )
-
-    def _messages(self, prompt: str) -> list[dict]:
-        return [
-            {"role": "system", "content": system_prompt(len(self.models))},
-            {"role": "user", "content": prompt},
-        ]
-
-    def _render(self, prompt: str) -> str:
-        """The full text the model reads before it writes the ranking."""
-        if self._use_chat():
-            return self.tokenizer.apply_chat_template(
-                self._messages(prompt), tokenize=False, add_generation_prompt=True
-            )
-        return f"{system_prompt(len(self.models))}\n\n{prompt}\n\nRanking: "
-
-    def _fit_prompt(self, prompt: str) -> str:
-        """Cut the task prompt so prompt + system prompt + ranking fit max_length tokens."""
-        reserve = 2 * len(self.models) + 8
-        overhead = len(self.tokenizer(self._render(""), add_special_tokens=False)["input_ids"])
-        room = int(self.params["max_length"]) - overhead - reserve
-        if room < 8:
-            raise InputError(
-                f"max_length {self.params['max_length']} leaves no room for the task prompt "
-                f"(system prompt and template take {overhead} tokens)",
-                field="max_length",
-            )
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        return prompt if len(ids) <= room else self.tokenizer.decode(ids[:room])
-
-    def _prompt_field(self, prompt: str):
-        prompt = self._fit_prompt(prompt)
-        return self._messages(prompt) if self._use_chat() else self._render(prompt)
-
-    def _completion_field(self, ranking: str):
-        if self._use_chat():
-            return [{"role": "assistant", "content": ranking}]
-        return ranking + (self.tokenizer.eos_token or "")
+    def _prompt(self) -> RankingPrompt:
+        return RankingPrompt(self.tokenizer, len(self.models), self.params)
 
     # ---- training -----------------------------------------------------------
     def _load_base(self, data: RoutingData):
@@ -293,43 +393,6 @@ class _ArRouter(Router):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         return AutoModelForCausalLM.from_pretrained(self.base_source)
-
-    def _lora(self):
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=int(self.params["lora_r"]),
-            lora_alpha=int(self.params["lora_alpha"]),
-            lora_dropout=float(self.params["lora_dropout"]),
-            target_modules=self.params["lora_target_modules"],
-            task_type="CAUSAL_LM",
-        )
-
-    def _common_args(self, device: str, output_dir: str) -> dict:
-        return {
-            "output_dir": output_dir,
-            "num_train_epochs": float(self.params["epochs"]),
-            # max_steps (when set) caps training below the epochs (the CPU demo's budget).
-            "max_steps": int(self.params["max_steps"] or -1),
-            "per_device_train_batch_size": int(self.params["batch_size"]),
-            "gradient_accumulation_steps": int(self.params["grad_accum"]),
-            "learning_rate": float(self.params["lr"]),
-            "lr_scheduler_type": "linear",
-            "warmup_steps": int(self.params["warmup_steps"]),
-            "optim": "adamw_torch",
-            "use_cpu": device == "cpu",
-            "bf16": bool(self.params["bf16"]) and device == "cuda",
-            "gradient_checkpointing": bool(self.params["gradient_checkpointing"]),
-            "seed": self.seed,
-            "data_seed": self.seed,
-            "logging_steps": 1,
-            "save_strategy": "no",
-            "report_to": [],
-            # trl prints every log dict to stdout beside its bar; ProgressLog-style lines
-            # (step, loss, reward, ETA) go to the job log instead.
-            "disable_tqdm": True,
-            "dataloader_num_workers": 0,
-        }
 
     def _fit(self, data: RoutingData) -> dict:
         from datasets import Dataset
@@ -372,54 +435,23 @@ class _ArRouter(Router):
         raise NotImplementedError
 
     # ---- prediction ---------------------------------------------------------
-    def _allowed_tokens(self):
-        """prefix_allowed_tokens_fn for constrained decoding, or None when impossible."""
-        m = len(self.models)
-        tok = self.tokenizer
-        digit_ids = []
-        for i in range(m):
-            ids = tok(str(i), add_special_tokens=False)["input_ids"]
-            if len(ids) != 1:
-                log.warning("number %d is not one token: decoding is validated, not constrained", i)
-                return None
-            digit_ids.append(ids[0])
-        comma = tok(",", add_special_tokens=False)["input_ids"]
-        if len(comma) != 1:
-            log.warning("',' is not one token: decoding is validated, not constrained")
-            return None
-        comma_id = comma[0]
-        eos = self.model.generation_config.eos_token_id
-        eos_ids = (
-            list(eos)
-            if isinstance(eos, list | tuple)
-            else [eos if eos is not None else tok.eos_token_id]
-        )
-        digit_index = {t: i for i, t in enumerate(digit_ids)}
-        prompt_length = {"n": 0}
-
-        def allowed(batch_id, input_ids):
-            written = input_ids[prompt_length["n"] :].tolist()
-            used = {digit_index[t] for t in written if t in digit_index}
-            if len(written) == 2 * m - 1:
-                return eos_ids
-            if len(written) % 2 == 1:
-                return [comma_id]
-            return [digit_ids[i] for i in range(m) if i not in used] or eos_ids
-
-        return allowed, prompt_length
-
     def generate(self, prompts: list[str]) -> list[str]:
         """The raw text the router writes for each prompt (greedy)."""
         import torch
 
         m = len(self.models)
-        constrained = self._allowed_tokens() if self.params["decoding"] == "constrained" else None
+        constrained = (
+            constrained_decoding(self.tokenizer, self.model, m)
+            if self.params["decoding"] == "constrained"
+            else None
+        )
         device = next(self.model.parameters()).device
         self.tokenizer.padding_side = "left"
+        prompt = self._prompt()
         size = int(self.params["predict_batch_size"])
         texts = []
         for start in range(0, len(prompts), size):
-            chunk = [self._render(self._fit_prompt(p)) for p in prompts[start : start + size]]
+            chunk = [prompt.render(prompt.fit(p)) for p in prompts[start : start + size]]
             enc = self.tokenizer(
                 chunk, return_tensors="pt", padding=True, add_special_tokens=False
             ).to(device)
@@ -521,7 +553,10 @@ class ArSftRouter(_ArRouter):
 
     def _rows(self, prompts, rankings):
         return [
-            {"prompt": self._prompt_field(p), "completion": self._completion_field(r)}
+            {
+                "prompt": self._prompt().prompt_field(p),
+                "completion": self._prompt().completion_field(r),
+            }
             for p, r in zip(prompts, rankings, strict=True)
         ]
 
@@ -529,7 +564,7 @@ class ArSftRouter(_ArRouter):
         from trl import SFTConfig, SFTTrainer
 
         args = SFTConfig(
-            **self._common_args(device, output_dir),
+            **training_args(self.params, self.seed, device, output_dir),
             max_length=int(self.params["max_length"]),
             completion_only_loss=True,
         )
@@ -538,7 +573,7 @@ class ArSftRouter(_ArRouter):
             args=args,
             train_dataset=dataset,
             processing_class=self.tokenizer,
-            peft_config=self._lora(),
+            peft_config=lora_config(self.params),
         )
 
 
@@ -571,7 +606,7 @@ class ArGrpoRouter(_ArRouter):
 
     def _rows(self, prompts, rankings):
         return [
-            {"prompt": self._prompt_field(p), "target": r}
+            {"prompt": self._prompt().prompt_field(p), "target": r}
             for p, r in zip(prompts, rankings, strict=True)
         ]
 
@@ -580,7 +615,7 @@ class ArGrpoRouter(_ArRouter):
 
         m = len(self.models)
         args = GRPOConfig(
-            **self._common_args(device, output_dir),
+            **training_args(self.params, self.seed, device, output_dir),
             num_generations=int(self.params["num_generations"]),
             max_completion_length=2 * m + 1,
             temperature=float(self.params["temperature"]),
@@ -592,5 +627,5 @@ class ArGrpoRouter(_ArRouter):
             args=args,
             train_dataset=dataset,
             processing_class=self.tokenizer,
-            peft_config=self._lora(),
+            peft_config=lora_config(self.params),
         )

@@ -1,7 +1,7 @@
 """The one router interface (scikit-learn-like) and its checkpoint folder.
 
 A router reads only the prompt and scores every portfolio model (higher is better);
-``route`` turns the scores into a model name with :func:`codyn.ranking.choose`, adding
+``route`` turns the scores into a model name with :func:`codyn.policy.choose`, adding
 ``cost_weight * CS^-1`` on top of what the router learnt (the knob of cost sweeps).
 
 ``candidates`` (any learned router's params): which models it may pick -- ``all``
@@ -45,16 +45,12 @@ import numpy as np
 
 from codyn import __version__
 from codyn.errors import InputError
-from codyn.evaluation.metrics import pareto_frontier
 from codyn.io import read_json, sha256_file, write_json
-from codyn.ranking import choose
+from codyn.policy import choose, pareto_frontier
 from codyn.routing_data import RoutingData
 
 ROUTER_JSON = "router.json"
 FORMAT_VERSION = 1
-# Stands in for -inf (a model the router cannot pick) inside choose(), which adds
-# cost terms and compares with isclose: it must stay finite but never win.
-_NEVER = -1e30
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +144,6 @@ class Router:
     def route_scores(self, scores: np.ndarray, cost_weight: float = 0.0) -> list[str]:
         """Model names for already predicted scores (so sweeps predict once)."""
         self._require_fitted()
-        scores = np.where(np.isfinite(scores), scores, _NEVER)
         if len(scores) == 0:
             return []
         return [self.models[i] for i in choose(scores, self.costs, cost_weight)]
@@ -221,7 +216,7 @@ class Router:
         try:
             router._load_state(meta.get("state") or {})
             router._load_weights(directory)
-        except InputError:
+        except (InputError, ModuleNotFoundError):  # not damage: a missing extra (codyn.cli)
             raise
         except Exception as exc:  # torch, safetensors, joblib: each fails its own way
             raise InputError(

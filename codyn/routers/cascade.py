@@ -14,8 +14,9 @@ Policy (:class:`Cascade`)
     model is a predictive router's per-prompt pick (route-then-verify). ``accept_share``:
     accept an answer when the share of visible examples it passes is >= this (1.0: all
     pass). ``no_examples``: what to do when the prompt shows no example, ``accept`` the
-    answer or ``escalate``. The last stage's answer is returned whatever its verdict.
-    A model asked twice (the router's pick equals an earlier stage) is not paid twice: its
+    answer or ``escalate`` (default: the config schema's ``serve.cascade.no_examples``,
+    ``accept``, chosen by measurement; README "Verified cascade"). The last stage's answer
+    is returned whatever its verdict. A model asked twice (the router's pick equals an earlier stage) is not paid twice: its
     answer is the one already in hand.
 
 Accounting (:func:`run_cascade`)
@@ -25,8 +26,10 @@ Accounting (:func:`run_cascade`)
     dollars are the sum of the calls' ``usd::m`` (NaN when any is unknown). Reported:
     effectiveness (mean hidden score of the returned answer), cost, dollars, calls per
     prompt, the share of prompts stopping at each stage, and each stage's accept precision
-    (mean hidden score of the answers that stage accepted by the rule). ``per_task`` keeps
-    every prompt's path so effectiveness on hidden-minus-visible tests can be computed.
+    (mean hidden score of the answers that stage accepted by the rule). When the matrix has
+    ``unseen::m`` (hidden tests minus the visible ones, codyn.scoring.unseen), also the
+    returned answers' mean on those (``unseen_effectiveness``, over the prompts not
+    excluded as all-visible; ``n_unseen`` of them), for the cascade, the SBS and the oracle.
 
 Choosing on train only (:func:`choose_cascade`)
     Candidates: every ordered chain of 1..``max_len`` distinct systems from the train
@@ -58,6 +61,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from codyn import policy
 from codyn.errors import InputError
 from codyn.evaluation import metrics
 from codyn.matrix import Matrix
@@ -68,11 +72,23 @@ NO_EXAMPLE_RULES = ("accept", "escalate")
 TARGETS = ("sbs", "budget")
 
 
+def _schema_default_no_examples() -> str:
+    """``serve.cascade.no_examples``'s schema default: offline and served cascades share it
+    (chosen by measurement, benchmarks/cascade_no_examples.py)."""
+    from codyn.config import load_schema  # not at module level: codyn.config imports routers
+
+    spec = load_schema()["properties"]["serve"]["properties"]["cascade"]["properties"]
+    return spec["no_examples"]["default"]
+
+
+DEFAULT_NO_EXAMPLES = _schema_default_no_examples()
+
+
 @dataclass(frozen=True)
 class Cascade:
     stages: tuple[str, ...]
     accept_share: float = 1.0
-    no_examples: str = "accept"
+    no_examples: str = DEFAULT_NO_EXAMPLES
 
     def __post_init__(self):
         if not self.stages:
@@ -107,6 +123,7 @@ class Arrays:
     costs: np.ndarray  # M relative per-call costs
     usd: np.ndarray  # n x M dollars (NaN unknown)
     router: np.ndarray | None = None  # n model indices: a router's pick per row
+    unseen: np.ndarray | None = None  # n x M hidden-minus-visible scores (NaN: excluded)
 
     @classmethod
     def from_matrix(cls, matrix: Matrix, router_picks=None) -> Arrays:
@@ -124,6 +141,9 @@ class Arrays:
             matrix.cost_vector(),
             matrix.usd().to_numpy(dtype=float),
         )
+        unseen = matrix.unseen()
+        if unseen is not None:
+            arrays.unseen = unseen.to_numpy(dtype=float)
         if router_picks is not None:
             arrays.router = arrays.picks_index(router_picks)
         return arrays
@@ -153,7 +173,16 @@ class Arrays:
             self.costs,
             self.usd[idx],
             None if self.router is None else self.router[idx],
+            None if self.unseen is None else self.unseen[idx],
         )
+
+    def unseen_mean(self, picks: np.ndarray) -> tuple[float, int]:
+        """(mean hidden-minus-visible score of the picked models, rows not excluded)."""
+        if self.unseen is None:
+            return math.nan, 0
+        values = self.unseen[np.arange(len(picks)), picks]
+        kept = np.isfinite(values)
+        return (float(values[kept].mean()) if kept.any() else math.nan), int(kept.sum())
 
 
 def _stage_index(arrays: Arrays, cascade: Cascade) -> np.ndarray:
@@ -222,10 +251,13 @@ def run_cascade(arrays: Arrays, cascade: Cascade) -> tuple[pd.DataFrame, dict]:
         by_rule = at & (reason != "last stage")
         accepted.append(int(by_rule.sum()))
         precision.append(float(score[by_rule].mean()) if by_rule.any() else float("nan"))
+    unseen_e, n_unseen = arrays.unseen_mean(final)
     summary = {
         "cascade": cascade.to_dict(),
         "n": n,
         "effectiveness": float(score.mean()) if n else float("nan"),
+        "unseen_effectiveness": unseen_e,
+        "n_unseen": n_unseen,
         "cost": float(cost_rel.mean()) if n else float("nan"),
         "usd_per_prompt": float(usd.mean()) if n and usd_known.all() else float("nan"),
         "usd_known": int(usd_known.sum()),
@@ -253,7 +285,7 @@ def run_cascade(arrays: Arrays, cascade: Cascade) -> tuple[pd.DataFrame, dict]:
 def pareto_systems(arrays: Arrays) -> list[str]:
     """Systems on the (cost, mean score) Pareto front of these rows, cheapest first."""
     eff = arrays.scores.mean(axis=0)
-    keep = metrics.pareto_frontier(arrays.costs, eff)
+    keep = policy.pareto_frontier(arrays.costs, eff)
     return [arrays.models[i] for i in keep]
 
 
@@ -416,14 +448,17 @@ def evaluate_split(
         "sbs": {
             "model": arrays.models[sbs],
             "effectiveness": float(sbs_scores.mean()),
+            "unseen_effectiveness": test.unseen_mean(np.full(len(test.task_ids), sbs))[0],
             "cost": float(arrays.costs[sbs] / cost_max),
             "usd_per_prompt": float(sbs_usd.mean()) if np.isfinite(sbs_usd).all() else math.nan,
         },
         "oracle": {
             "effectiveness": metrics.effectiveness(test.scores, oracle),
+            "unseen_effectiveness": _unseen_oracle(test),
             "cost": metrics.choice_cost(oracle, test.costs),
         },
         "cascade_minus_sbs": {"mean": mean_d, "ci95": [lo, hi]},
+        "cascade_minus_sbs_unseen": _unseen_difference(test, per_task, sbs, seed),
         "cost_over_sbs": summary["cost"] / float(arrays.costs[sbs] / cost_max),
         "usd_over_sbs": (
             summary["usd_per_prompt"] / float(sbs_usd.mean())
@@ -433,6 +468,25 @@ def evaluate_split(
     }
     per_task = per_task.assign(seed=seed, sbs_score=sbs_scores)
     return out, per_task
+
+
+def _unseen_difference(test: Arrays, per_task: pd.DataFrame, sbs: int, seed: int) -> dict:
+    """Paired cascade - SBS on the hidden-minus-visible tests (rows not excluded)."""
+    if test.unseen is None:
+        return {"mean": math.nan, "ci95": [math.nan, math.nan]}
+    final = np.array([test.models.index(m) for m in per_task["model"]], dtype=int)
+    rows = np.arange(len(final))
+    diff = test.unseen[rows, final] - test.unseen[:, sbs]
+    mean_d, lo, hi = paired_bootstrap(diff[np.isfinite(diff)], seed=seed)
+    return {"mean": mean_d, "ci95": [lo, hi]}
+
+
+def _unseen_oracle(test: Arrays) -> float:
+    """The oracle on the hidden-minus-visible tests: per prompt, the best system on them."""
+    if test.unseen is None:
+        return math.nan
+    kept = np.isfinite(test.unseen).all(axis=1)
+    return float(test.unseen[kept].max(axis=1).mean()) if kept.any() else math.nan
 
 
 def evaluate_seeds(
@@ -482,18 +536,70 @@ def summarise_seeds(records: list[dict]) -> dict:
 
     def ms(values):
         v = np.asarray(values, dtype=float)
-        return {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v))}
+        v = v[np.isfinite(v)]  # unseen is NaN without unseen::m columns
+        if not v.size:
+            return {"mean": math.nan, "std": math.nan}
+        return {"mean": float(v.mean()), "std": float(v.std())}
 
     return {
         "seeds": len(records),
         "cascade_effectiveness": ms([r["test"]["effectiveness"] for r in records]),
+        "cascade_unseen": ms([r["test"]["unseen_effectiveness"] for r in records]),
+        "sbs_unseen": ms([r["sbs"]["unseen_effectiveness"] for r in records]),
+        "oracle_unseen": ms([r["oracle"]["unseen_effectiveness"] for r in records]),
         "cascade_cost": ms([r["test"]["cost"] for r in records]),
         "cascade_usd": ms([r["test"]["usd_per_prompt"] for r in records]),
         "sbs_effectiveness": ms([r["sbs"]["effectiveness"] for r in records]),
         "sbs_cost": ms([r["sbs"]["cost"] for r in records]),
         "oracle_effectiveness": ms([r["oracle"]["effectiveness"] for r in records]),
         "cascade_minus_sbs": ms([r["cascade_minus_sbs"]["mean"] for r in records]),
+        "cascade_minus_sbs_unseen": ms([r["cascade_minus_sbs_unseen"]["mean"] for r in records]),
         "cost_over_sbs": ms([r["cost_over_sbs"] for r in records]),
         "usd_over_sbs": ms([r["usd_over_sbs"] for r in records]),
         "chosen": [r["choice"]["chosen"]["name"] for r in records],
     }
+
+
+def compare_no_example_rules(
+    matrix: Matrix, *, seeds=(0, 1, 2, 3, 4), test_size: float = 0.25, dataset: str | None = None
+) -> list[dict]:
+    """Per seed and no-example rule: the cascade chosen on train with only that rule allowed
+    (cross-fitted as :func:`choose_cascade` does), its train effectiveness and cost, and what
+    it gives on test. Also, over every multi-stage chain of the train Pareto front, the mean
+    change escalate - accept on train. Test rows never feed a choice: they are reported."""
+    dataset = dataset or str(matrix.meta.get("dataset") or matrix.frame["dataset"].iloc[0])
+    base = Arrays.from_matrix(matrix)
+    pos = {t: i for i, t in enumerate(base.task_ids)}
+    out = []
+    for seed in seeds:
+        split = make_split(base.task_ids, dataset=dataset, seed=int(seed), test_size=test_size)
+        train = base.rows([pos[t] for t in split["train"]])
+        test = base.rows([pos[t] for t in split["test"]])
+        candidates = candidate_cascades(train)
+        row = {"dataset": dataset, "seed": int(seed)}
+        for rule in NO_EXAMPLE_RULES:
+            allowed = [c for c in candidates if len(c.stages) == 1 or c.no_examples == rule]
+            chosen, record = choose_cascade(train, allowed, seed=int(seed))
+            _, on_test = run_cascade(test, chosen)
+            row[rule] = {
+                "chosen": chosen.name,
+                "train_effectiveness": record["chosen_train_effectiveness"],
+                "train_cost": record["chosen_train_cost"],
+                "sbs_oof_effectiveness": record["sbs_oof_effectiveness"],
+                "test_effectiveness": on_test["effectiveness"],
+                "test_cost": on_test["cost"],
+            }
+        chains = [c for c in candidates if len(c.stages) > 1 and c.no_examples == "accept"]
+        deltas = []
+        for c in chains:
+            _, acc = run_cascade(train, c)
+            _, esc = run_cascade(train, Cascade(c.stages, c.accept_share, "escalate"))
+            deltas.append((esc["effectiveness"] - acc["effectiveness"], esc["cost"] - acc["cost"]))
+        d = np.asarray(deltas, dtype=float).reshape(-1, 2)
+        row["chains"] = len(chains)
+        row["escalate_minus_accept_train"] = {
+            "effectiveness": float(d[:, 0].mean()) if len(d) else math.nan,
+            "cost": float(d[:, 1].mean()) if len(d) else math.nan,
+        }
+        out.append(row)
+    return out

@@ -55,7 +55,7 @@ from codyn.ranking import ranking_score
 from codyn.routers.base import ProgressLog, Router, resolve_device
 from codyn.routers.header import HeaderFeatures
 from codyn.routers.linear import expected_scores, fit_expected_score
-from codyn.routers.lm import resolve_base_model, seed_everything
+from codyn.routers.lm import quantize_int8, resolve_base_model, seed_everything
 from codyn.routers.onnx_encoder import OnnxEncoder, check_runtime, onnx_file_name
 from codyn.routing_data import RoutingData
 
@@ -64,6 +64,9 @@ MODEL_DIR = "model"
 
 
 class ClsRouter(Router):
+    # size: one fine-tuned encoder whose text and header heads, LP-FT probe, training loop
+    # and prediction all share the model state; a split (heads and probe apart from the
+    # training loop) waits for the encoder_runtime work on this class to land (issue 18)
     type = "cls"
     defaults = {
         "base_model": "minilm",
@@ -411,6 +414,10 @@ class ClsRouter(Router):
             expected = 1.0 / (1.0 + np.exp(-logits))
             return ranking_score(expected, self.costs, lambda2=self.lambda2)
         return logits
+
+    def quantize(self) -> list[str]:
+        """int8 dynamic quantization of the encoder and the header head, for CPU serving."""
+        return quantize_int8(self, ("model", "header_head"))
 
     def _state(self) -> dict:
         if self.header_head is None:

@@ -1,57 +1,35 @@
 """Prompt metadata from a header line, as tabular router features.
 
-A prompt may open with one line of metadata, ``key: value | key: value`` (what the
-importers' ``prompt_header`` option writes, e.g. ``platform: atcoder | difficulty:
-hard | contest_date: 2024-03-02``, and what a client of ``codyn serve`` can send).
-Inside a 384-d sentence embedding such a line is a faint signal; as separate features
-it is the strongest one on LiveCodeBench (benchmarks/NOTES.md). :class:`HeaderFeatures`
-learns, on the training prompts, one column per key:
+A prompt may open with one line of metadata, ``key: value | key: value`` (read by
+:func:`codyn.prompts.parse_header`; what the importers' ``prompt_header`` option writes,
+e.g. ``platform: atcoder | difficulty: hard | contest_date: 2024-03-02``, and what a
+client of ``codyn serve`` can send). Inside a 384-d sentence embedding such a line is a
+faint signal; as separate features it is the strongest one on LiveCodeBench
+(benchmarks/NOTES.md). :class:`HeaderFeatures` learns, on the training prompts, one
+column per key:
 
 - numeric keys (every training value parses as a number or an ISO date; dates count
   days): one standardised column;
 - other keys: one indicator column per value seen in training.
 
-A line that names a key twice is not a header (no keep-first or keep-last guess).
 A prompt without the header, a missing key, an unseen value or an unparsable number
 gives zeros there (the training mean, or "none of the known values"), never an error:
 at serving time metadata is optional.
 
 Ordinary first lines must not pass for metadata ("Task: write a function that ..."):
-a value longer than 64 characters makes the line not a header, a categorical value
-counts only when at least ``min_count`` training prompts share it, and a key counts
-only when at least ``min_share`` of the training prompts carry it.
+besides the header's own rules (:mod:`codyn.prompts`), a categorical value counts only
+when at least ``min_count`` training prompts share it, and a key counts only when at
+least ``min_share`` of the training prompts carry it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import Counter
 
 import numpy as np
 
-_KEY = r"[A-Za-z_][A-Za-z0-9_.-]{0,39}"
-_PAIR = re.compile(rf"^\s*({_KEY})\s*:\s*(.{{0,64}}?)\s*$")
-
-
-def format_header(pairs: dict[str, str]) -> str:
-    """The header line for ``pairs`` (what :func:`parse_header` reads back)."""
-    return " | ".join(f"{key}: {value}" for key, value in pairs.items())
-
-
-def parse_header(prompt: str) -> dict[str, str]:
-    """The ``key: value | ...`` pairs of the prompt's first line ({} if it is not one)."""
-    first = prompt.split("\n", 1)[0]
-    pairs: dict[str, str] = {}
-    for part in first.split("|"):
-        match = _PAIR.match(part)
-        if not match:
-            return {}
-        key = match.group(1).lower()
-        if key in pairs:
-            return {}  # a key given twice: which value would count? Not a header.
-        pairs[key] = match.group(2)
-    return pairs
+from codyn.prompts import parse_header
 
 
 def as_number(value: str) -> float | None:

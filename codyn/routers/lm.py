@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from codyn.errors import InputError
 from codyn.tiny_models import TINY_NAMES, resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -81,3 +82,26 @@ def trainer_progress_callback(what: str, logger: logging.Logger | None = None):
             )
 
     return _Progress()
+
+
+def quantize_int8(router, names: tuple[str, ...]) -> list[str]:
+    """Serving on CPU: replace the router's torch modules ``names`` (those it holds) by int8
+    dynamically quantized copies of their Linear layers; returns the names replaced.
+    Scores change slightly, so picks can differ on near ties."""
+    import warnings
+
+    import torch
+
+    held = [n for n in names if isinstance(getattr(router, n, None), torch.nn.Module)]
+    if not held:
+        raise InputError(f"the {router.type} router holds no torch model (is it loaded?)")
+    with warnings.catch_warnings():
+        # torch 2.13 points to torchao for new code; the eager API still works and is all we need
+        warnings.simplefilter("ignore")
+        for name in held:
+            module = getattr(router, name)
+            quantized = torch.ao.quantization.quantize_dynamic(
+                module, {torch.nn.Linear}, dtype=torch.qint8
+            )
+            setattr(router, name, quantized)
+    return held

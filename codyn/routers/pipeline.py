@@ -88,7 +88,17 @@ def train_router(
         setting,
     )
     router.fit(data, portfolio=portfolio)
-    evaluation = dict(evaluation or {})
+    oof = _calibrate(router, params, data, dict(evaluation or {}), seed)
+    out_dir = Path(out_dir)
+    _save_swapped(router, oof, out_dir)
+    meta = json.loads((out_dir / ROUTER_JSON).read_text(encoding="utf-8"))
+    log.info("saved %s router to %s: %s", params["type"], out_dir, meta["metrics"])
+    return meta
+
+
+def _calibrate(router, params: dict, data, evaluation: dict, seed: int):
+    """Choose the router's cost weights on out-of-fold predictions of the train rows (routers
+    with a cost knob, K > 0); the out-of-fold predictions, or None."""
     folds = int(params.get("calibration_folds", evaluation.get("calibration_folds", 5)))
     oof = None
     if params["type"] in SWEPT_TYPES and folds > 0:
@@ -104,8 +114,11 @@ def train_router(
             oof.fit_seconds,
             {k: round(v["cost_weight"], 4) for k, v in router.calibration["targets"].items()},
         )
-    out_dir = Path(out_dir)
-    # Save aside and swap in, so a failed save never leaves a folder that looks done.
+    return oof
+
+
+def _save_swapped(router, oof, out_dir: Path) -> None:
+    """Save aside and swap in, so a failed save never leaves a folder that looks done."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -118,9 +131,6 @@ def train_router(
         tmp.rename(out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    meta = json.loads((out_dir / ROUTER_JSON).read_text(encoding="utf-8"))
-    log.info("saved %s router to %s: %s", params["type"], out_dir, meta["metrics"])
-    return meta
 
 
 def predict_router(

@@ -13,14 +13,9 @@ import logging
 import sys
 
 from codyn import validate
-from codyn.config import load_config, load_schema
+from codyn.config import load_config, section_defaults
 from codyn.errors import CodynError, ConfigError, InputError
 from codyn.io import write_json
-
-
-def scoring_defaults() -> dict:
-    props = load_schema()["properties"]["scoring"]["properties"]
-    return {k: v["default"] for k, v in props.items() if "default" in v}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +49,11 @@ def main(argv: list[str]) -> int:
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        cfg = dict(load_config(args.config)["scoring"]) if args.config else scoring_defaults()
+        cfg = (
+            dict(load_config(args.config)["scoring"])
+            if args.config
+            else section_defaults("scoring")
+        )
     except (ConfigError, OSError) as exc:
         print(f"codyn score: {exc}", file=sys.stderr)
         return 2

@@ -209,84 +209,94 @@ def _program_child(
 ):
     """Child B: confine itself, run the program, write the verdict to fd 3. Never returns."""
     try:
-        os.setsid()
-        os.dup2(stdin_fd, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.dup2(st_w, STATUS_FD)
-        os.closerange(STATUS_FD + 1, 65536)
-        os.chdir(workdir)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
-            signal.signal(sig, signal.SIG_DFL)
-        # As PID 1 of its namespace the program ignores default-action signals, so the
-        # soft CPU limit must raise; the hard limit (one second later) is a SIGKILL.
-        signal.signal(signal.SIGXCPU, _raise_cpu_limit)
-        _set_limits(req["limits"])
-        if uid is not None:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-        # After the uid change (which clears it): if A dies, so does B and with it
-        # the whole PID namespace.
-        _die_with_parent()
-        os.environ.clear()
-        os.environ.update(CLEAN_ENV, HOME=workdir, TMPDIR=workdir)
-        os.umask(0o077)
-        sys.stdin = open(0, closefd=False, encoding="utf-8", errors="replace")  # noqa: SIM115
-        sys.stdout = open(1, "w", closefd=False, encoding="utf-8", errors="replace")  # noqa: SIM115
-        sys.stderr = open(2, "w", closefd=False, encoding="utf-8", errors="replace")  # noqa: SIM115
-        sys.argv = ["main.py"]
-        sys.path[0] = workdir
+        _confine(req, workdir, uid, stdin_fd, out_w, err_w, st_w)
     except BaseException as exc:  # noqa: BLE001
         with contextlib.suppress(OSError):
             os.write(2, f"sandbox setup failed: {exc}".encode())
         os._exit(71)
-
-    verdict = {"nonce": req["nonce"], "status": "ok", "detail": ""}
-    marked = []
-    try:
-        code = compile(req["program"], "main.py", "exec")
-    except MemoryError:
-        verdict.update(status="memory_limit", detail="MemoryError while compiling")
-        code = None
-    except (SyntaxError, ValueError, RecursionError, OverflowError) as exc:
-        verdict.update(status="syntax_error", detail=_exception_detail(exc))
-        code = None
-    if code is not None:
-        import types
-
-        # A real module in sys.modules: pickle, unittest.mock.patch("__main__.x") and
-        # tests that import the program by name find it (the worker's own __main__ is
-        # not needed any more in this child).
-        name = req.get("name", "__main__")
-        module = types.ModuleType(name)
-        module.__file__ = "main.py"
-        sys.modules[name] = module
-        env = module.__dict__
-        env["__codyn_report__"] = lambda: marked.append(True)
-        try:
-            exec(code, env)
-        except SystemExit as exc:
-            if exc.code not in (0, None):
-                verdict.update(status="runtime_error", detail=_short(f"exit status {exc.code!r}"))
-        except CpuLimitExceeded:
-            verdict.update(status="timeout", detail=f"CPU time over {req['limits']['cpu_s']} s")
-        except AssertionError as exc:
-            verdict.update(status="fail", detail=_exception_detail(exc))
-        except MemoryError as exc:
-            verdict.update(status="memory_limit", detail=_exception_detail(exc))
-        except BaseException as exc:  # noqa: BLE001 - any escape is the program's fault
-            verdict.update(status="runtime_error", detail=_exception_detail(exc))
-        if verdict["status"] == "ok" and req.get("require_marker") and not marked:
-            verdict.update(
-                status="runtime_error", detail="program exited before its tests finished"
-            )
+    verdict = _run_program(req)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):
             stream.flush()
     with contextlib.suppress(BaseException):
         os.write(STATUS_FD, json.dumps(verdict).encode())
     os._exit(0)
+
+
+def _confine(
+    req: dict, workdir: str, uid: int | None, stdin_fd: int, out_w: int, err_w: int, st_w: int
+) -> None:
+    """In child B: its own session, the pipes as fds 0-3, limits, the unprivileged uid, a
+    clean environment."""
+    os.setsid()
+    os.dup2(stdin_fd, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.dup2(st_w, STATUS_FD)
+    os.closerange(STATUS_FD + 1, 65536)
+    os.chdir(workdir)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    # As PID 1 of its namespace the program ignores default-action signals, so the
+    # soft CPU limit must raise; the hard limit (one second later) is a SIGKILL.
+    signal.signal(signal.SIGXCPU, _raise_cpu_limit)
+    _set_limits(req["limits"])
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    # After the uid change (which clears it): if A dies, so does B and with it
+    # the whole PID namespace.
+    _die_with_parent()
+    os.environ.clear()
+    os.environ.update(CLEAN_ENV, HOME=workdir, TMPDIR=workdir)
+    os.umask(0o077)
+    sys.stdin = open(0, closefd=False, encoding="utf-8", errors="replace")  # noqa: SIM115
+    sys.stdout = open(1, "w", closefd=False, encoding="utf-8", errors="replace")  # noqa: SIM115
+    sys.stderr = open(2, "w", closefd=False, encoding="utf-8", errors="replace")  # noqa: SIM115
+    sys.argv = ["main.py"]
+    sys.path[0] = workdir
+
+
+def _run_program(req: dict) -> dict:
+    """In child B, confined: compile and run the program; its verdict."""
+    verdict = {"nonce": req["nonce"], "status": "ok", "detail": ""}
+    marked = []
+    try:
+        code = compile(req["program"], "main.py", "exec")
+    except MemoryError:
+        verdict.update(status="memory_limit", detail="MemoryError while compiling")
+        return verdict
+    except (SyntaxError, ValueError, RecursionError, OverflowError) as exc:
+        verdict.update(status="syntax_error", detail=_exception_detail(exc))
+        return verdict
+    import types
+
+    # A real module in sys.modules: pickle, unittest.mock.patch("__main__.x") and
+    # tests that import the program by name find it (the worker's own __main__ is
+    # not needed any more in this child).
+    name = req.get("name", "__main__")
+    module = types.ModuleType(name)
+    module.__file__ = "main.py"
+    sys.modules[name] = module
+    env = module.__dict__
+    env["__codyn_report__"] = lambda: marked.append(True)
+    try:
+        exec(code, env)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            verdict.update(status="runtime_error", detail=_short(f"exit status {exc.code!r}"))
+    except CpuLimitExceeded:
+        verdict.update(status="timeout", detail=f"CPU time over {req['limits']['cpu_s']} s")
+    except AssertionError as exc:
+        verdict.update(status="fail", detail=_exception_detail(exc))
+    except MemoryError as exc:
+        verdict.update(status="memory_limit", detail=_exception_detail(exc))
+    except BaseException as exc:  # noqa: BLE001 - any escape is the program's fault
+        verdict.update(status="runtime_error", detail=_exception_detail(exc))
+    if verdict["status"] == "ok" and req.get("require_marker") and not marked:
+        verdict.update(status="runtime_error", detail="program exited before its tests finished")
+    return verdict
 
 
 def _namespace_parent(req, workdir, uid, stdin_fd, out_w, err_w, st_w, pid_w) -> None:
@@ -344,23 +354,71 @@ def run_request(req: dict, uid: int | None, tmp_base: str) -> dict:
     stdin_file.close()
     for fd in (out_w, err_w, st_w, pid_w):
         os.close(fd)
+    pid_b, pid_namespace = _read_pid_report(pid_r)
+
+    pidfd = os.pidfd_open(pid_a)
+    buffers = {out_r: bytearray(), err_r: bytearray(), st_r: bytearray()}
+    open_fds = set(buffers)
+    killed_for = _collect(buffers, open_fds, pidfd, st_r, deadline, cap)
+    if killed_for:
+        _kill(pid_b)
+    # wait4 on A includes B's usage (A reaped it): CPU time tells a hard-limit SIGKILL apart.
+    _, wstatus, usage = os.wait4(pid_a, 0)
+    cpu_used = usage.ru_utime + usage.ru_stime
+    if not pid_namespace:
+        # Stragglers are B's process group (those that called setsid escape: a known gap
+        # of mode none, which is why the namespaces exist).
+        _kill(pid_b)
+    duration = time.monotonic() - started
+    _drain(buffers, open_fds, st_r, cap)
+    os.close(pidfd)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+    code = os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else None
+    sig = code - 128 if code is not None and code > 128 else None
+    result = {
+        "stdout": bytes(buffers[out_r][:cap]).decode("utf-8", errors="replace"),
+        "stderr": bytes(buffers[err_r][:cap]).decode("utf-8", errors="replace"),
+        "exit_code": code,
+        "signal": sig,
+        "duration_s": round(duration, 6),
+        "cpu_s": round(cpu_used, 6),
+    }
+    verdict = None
+    with contextlib.suppress(ValueError):
+        verdict = json.loads(bytes(buffers[st_r]).decode("utf-8", errors="replace"))
+    if not (isinstance(verdict, dict) and verdict.get("nonce") == req["nonce"]):
+        verdict = None  # not the program child's own report
+    result.update(_outcome(limits, killed_for, verdict, sig, code, cpu_used, result["stderr"]))
+    return result
+
+
+def _read_pid_report(pid_r: int) -> tuple[int | None, bool]:
+    """Child A's report: B's pid and whether B runs in a PID namespace of its own."""
     pid_info = b""
     while chunk := os.read(pid_r, 256):
         pid_info += chunk
     os.close(pid_r)
     pid_report = json.loads(pid_info) if pid_info else {}
-    pid_b, pid_namespace = pid_report.get("pid"), pid_report.get("pidns", False)
+    return pid_report.get("pid"), pid_report.get("pidns", False)
 
-    pidfd = os.pidfd_open(pid_a)
-    buffers = {out_r: bytearray(), err_r: bytearray(), st_r: bytearray()}
-    open_fds = set(buffers)
+
+def _collect(
+    buffers: dict[int, bytearray],
+    open_fds: set[int],
+    pidfd: int,
+    st_r: int,
+    deadline: float,
+    cap: int,
+) -> str | None:
+    """Read the pipes into ``buffers`` until they close after A's exit; the reason to kill
+    the program ("timeout", "output_limit") when it must be stopped, else None."""
     killed_for = None
     exited_at = None
     while open_fds or exited_at is None:
         now = time.monotonic()
         if now >= deadline:
-            killed_for = "timeout"
-            break
+            return "timeout"
         wait = deadline - now
         if exited_at is not None:
             # Without a PID namespace a straggler may hold the pipes open: short grace, then on.
@@ -378,63 +436,51 @@ def run_request(req: dict, uid: int | None, tmp_base: str) -> dict:
                 open_fds.discard(fd)
                 continue
             buffers[fd] += chunk
-            if fd != st_r and len(buffers[out_r]) + len(buffers[err_r]) > cap:
+            output = sum(len(buf) for out, buf in buffers.items() if out != st_r)
+            if fd != st_r and output > cap:
                 killed_for = "output_limit"
         if killed_for:
             break
-    if killed_for:
-        _kill(pid_b)
-    # wait4 on A includes B's usage (A reaped it): CPU time tells a hard-limit SIGKILL apart.
-    _, wstatus, usage = os.wait4(pid_a, 0)
-    cpu_used = usage.ru_utime + usage.ru_stime
-    if not pid_namespace:
-        # Stragglers are B's process group (those that called setsid escape: a known gap
-        # of mode none, which is why the namespaces exist).
-        _kill(pid_b)
-    duration = time.monotonic() - started
+    return killed_for
+
+
+def _drain(buffers: dict[int, bytearray], open_fds: set[int], st_r: int, cap: int) -> None:
+    """Read what is already buffered (non-blocking) so a fast verdict is not lost; close."""
     for fd in buffers:
-        # Drain what is already buffered (non-blocking) so a fast verdict is not lost.
         with contextlib.suppress(OSError):
             os.set_blocking(fd, False)
             while fd in open_fds and (chunk := os.read(fd, 65536)):
                 if fd == st_r or len(buffers[fd]) < cap:
                     buffers[fd] += chunk
         os.close(fd)
-    os.close(pidfd)
-    shutil.rmtree(workdir, ignore_errors=True)
 
-    code = os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else None
-    sig = code - 128 if code is not None and code > 128 else None
-    result = {
-        "stdout": bytes(buffers[out_r][:cap]).decode("utf-8", errors="replace"),
-        "stderr": bytes(buffers[err_r][:cap]).decode("utf-8", errors="replace"),
-        "exit_code": code,
-        "signal": sig,
-        "duration_s": round(duration, 6),
-        "cpu_s": round(cpu_used, 6),
-    }
-    verdict = None
-    with contextlib.suppress(ValueError):
-        verdict = json.loads(bytes(buffers[st_r]).decode("utf-8", errors="replace"))
+
+def _outcome(
+    limits: dict,
+    killed_for: str | None,
+    verdict: dict | None,
+    sig: int | None,
+    code: int | None,
+    cpu_used: float,
+    stderr: str,
+) -> dict:
+    """The status and detail of a run: why it was stopped, else the program child's own
+    verdict, else what its end (signal, exit code) says."""
     if killed_for == "timeout":
-        result.update(status="timeout", detail=f"wall clock over {limits['timeout_s']} s")
-    elif killed_for == "output_limit":
-        result.update(status="runtime_error", detail=f"output over {limits['max_output_kb']} KiB")
-    elif isinstance(verdict, dict) and verdict.get("nonce") == req["nonce"]:
-        result.update(status=verdict["status"], detail=verdict["detail"])
-    elif sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used >= float(limits["cpu_s"])):
-        result.update(status="timeout", detail=f"CPU time over {limits['cpu_s']} s")
-    elif sig in (signal.SIGKILL, signal.SIGSEGV) and _looks_like_oom(result["stderr"]):
-        result.update(status="memory_limit", detail=f"killed by signal {sig} (out of memory)")
-    elif sig == signal.SIGXFSZ:
-        result.update(status="runtime_error", detail=f"file size over {limits['fsize_mb']} MiB")
-    elif sig is not None:
-        result.update(status="runtime_error", detail=f"killed by signal {signal.Signals(sig).name}")
-    else:
-        result.update(
-            status="runtime_error", detail=f"program ended without a verdict (exit {code})"
-        )
-    return result
+        return dict(status="timeout", detail=f"wall clock over {limits['timeout_s']} s")
+    if killed_for == "output_limit":
+        return dict(status="runtime_error", detail=f"output over {limits['max_output_kb']} KiB")
+    if verdict is not None:
+        return dict(status=verdict["status"], detail=verdict["detail"])
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used >= float(limits["cpu_s"])):
+        return dict(status="timeout", detail=f"CPU time over {limits['cpu_s']} s")
+    if sig in (signal.SIGKILL, signal.SIGSEGV) and _looks_like_oom(stderr):
+        return dict(status="memory_limit", detail=f"killed by signal {sig} (out of memory)")
+    if sig == signal.SIGXFSZ:
+        return dict(status="runtime_error", detail=f"file size over {limits['fsize_mb']} MiB")
+    if sig is not None:
+        return dict(status="runtime_error", detail=f"killed by signal {signal.Signals(sig).name}")
+    return dict(status="runtime_error", detail=f"program ended without a verdict (exit {code})")
 
 
 def _looks_like_oom(stderr: str) -> bool:

@@ -16,7 +16,11 @@ Opt-in ``scoring.visible`` (default off, and then the files are exactly as befor
 (codyn.examples, minus any the reference solution fails) and write ``visible_status``
 (pass, fail, no_examples, error), ``visible_passed`` and ``visible_total``
 (codyn.scoring.visible): the verified cascade's accept signal. An answer without code
-is ``error`` when the prompt has examples.
+is ``error`` when the prompt has examples. With it, ``unseen_score`` / ``unseen_status``:
+the same answer on the hidden tests minus the ones the prompt shows
+(codyn.scoring.unseen), so the overlap cannot flatter the cascade; empty score and status
+``all_visible`` when every hidden test is shown (``unsupported`` for unittest programs).
+The hidden program is run a second time only when a visible example was removed from it.
 
 Whatever the answer: a response with ``error`` is ``no_answer`` (0); an empty answer,
 one without code, or one over ``MAX_ANSWER_CHARS`` is ``no_code`` (0). No answer can
@@ -33,6 +37,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -47,6 +52,7 @@ from codyn.scoring.codebleu_metric import pair_codebleu
 from codyn.scoring.execution import Verdict, run_tests
 from codyn.scoring.extract import extract_code
 from codyn.scoring.sandbox import Limits, Sandbox
+from codyn.scoring.unseen import ALL_VISIBLE, UNSUPPORTED, Unseen, unseen_tests
 from codyn.scoring.visible import VisibleVerdict, run_checks, usable_checks
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,8 @@ log = logging.getLogger(__name__)
 EXTRA_COLUMNS = ["raw_score", "penalty"]
 # Opt-in (scoring.visible): the verdict on the prompt's own examples (codyn.scoring.visible).
 VISIBLE_COLUMNS = ["visible_status", "visible_passed", "visible_total"]
+# ... and the hidden tests minus the visible ones (codyn.scoring.unseen), with them.
+UNSEEN_COLUMNS = ["unseen_score", "unseen_status"]
 VISIBLE_KINDS = ("generate",)
 MAX_ANSWER_CHARS = 1_000_000  # larger answers are not code anyone can use; 0 without parsing them
 EXECUTION_KINDS = ("generate", "repair")
@@ -156,6 +164,7 @@ class VisibleChecks:
     def __init__(self, sandbox: Sandbox):
         self.sandbox = sandbox
         self._cache: dict[str, list] = {}
+        self.reduced: dict[str, Unseen] = {}
         self._lock = threading.Lock()
         self.flagged: dict[str, int] = {}
 
@@ -169,6 +178,27 @@ class VisibleChecks:
             if flagged:
                 self.flagged[task["id"]] = len(flagged)
         return kept
+
+    def unseen(self, task: dict) -> Unseen:
+        """The task's hidden tests minus every example its prompt shows (flagged ones too:
+        the model saw them all), computed once."""
+        with self._lock:
+            if task["id"] not in self.reduced:
+                self.reduced[task["id"]] = unseen_tests(task["tests"], visible_examples(task))
+            return self.reduced[task["id"]]
+
+
+def _unseen_columns(
+    code: str | None, task: dict, verdict: Verdict, visible: VisibleChecks, sandbox: Sandbox
+) -> dict:
+    """unseen_score / unseen_status of one answer (``verdict``: its hidden-test verdict)."""
+    reduced = visible.unseen(task)
+    if reduced.tests is None:
+        return {"unseen_score": math.nan, "unseen_status": reduced.status}
+    if code is None or not reduced.removed:
+        return {"unseen_score": verdict.score, "unseen_status": verdict.status}
+    again = run_tests(code, reduced.tests, sandbox)
+    return {"unseen_score": again.score, "unseen_status": again.status}
 
 
 def _visible_columns(verdict: VisibleVerdict | None) -> dict:
@@ -187,11 +217,16 @@ def _score_execution(
     code = extract_code(resp["text"], task["language"], _entry_point(task))
     checks = visible.get(task) if visible is not None and task["kind"] in VISIBLE_KINDS else None
     if code is None:
-        seen = None if checks is None else run_checks(None, checks, task["tests"], sandbox)
-        return _row(resp, 0.0, "no_code", "no code in the answer", **_visible_columns(seen))
-    verdict: Verdict = run_tests(code, task["tests"], sandbox)
-    seen = None if checks is None else run_checks(code, checks, task["tests"], sandbox)
-    return _row(resp, verdict.score, verdict.status, verdict.detail, **_visible_columns(seen))
+        verdict = Verdict(0.0, "no_code", "no code in the answer")
+    else:
+        verdict = run_tests(code, task["tests"], sandbox)
+    if checks is None:
+        return _row(resp, verdict.score, verdict.status, verdict.detail)
+    seen = run_checks(code, checks, task["tests"], sandbox)
+    unseen = _unseen_columns(code, task, verdict, visible, sandbox)
+    return _row(
+        resp, verdict.score, verdict.status, verdict.detail, **_visible_columns(seen), **unseen
+    )
 
 
 def _score_codebleu(resp: dict, task: dict) -> dict:
@@ -240,7 +275,7 @@ def _format(value) -> str:
 
 
 def write_scores(rows: list[dict], out_csv) -> None:
-    extra = EXTRA_COLUMNS + VISIBLE_COLUMNS
+    extra = EXTRA_COLUMNS + VISIBLE_COLUMNS + UNSEEN_COLUMNS
     columns = SCORE_COLUMNS + [c for c in extra if any(c in r for r in rows)]
     with atomic_open(out_csv, newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
@@ -273,40 +308,11 @@ def score_responses(
     limits = Limits.from_config(cfg)
     want_visible = bool(cfg.get("visible", False))
     started = time.monotonic()
-    tasks = read_tasks(tasks_path)
-    if not tasks:
-        raise InputError("no tasks in the file (empty)", path=tasks_path)
-    responses = read_responses(responses_path, tasks)
-    if not responses:
-        # A header-only scores CSV would pass for a scored model with no answers.
-        raise InputError("no responses in the file (empty)", path=responses_path)
+    tasks, responses = _read_inputs(tasks_path, responses_path)
 
-    rows: list[dict | None] = [None] * len(responses)
-    execution: list[int] = []
-    unanswered: list[int] = []
-    classification: list[int] = []
-    for i, resp in enumerate(responses):
-        task = tasks[resp["task_id"]]
-        if task["kind"] == "classify":
-            classification.append(i)
-            continue
-        settled = _precheck(resp, task)
-        if settled is not None:
-            rows[i] = settled
-            if (
-                want_visible
-                and task["kind"] in VISIBLE_KINDS
-                and settled["status"] != "not_scorable"
-            ):
-                unanswered.append(i)  # no program: "error" if the prompt shows examples
-        elif task["kind"] in EXECUTION_KINDS:
-            execution.append(i)
-        else:
-            rows[i] = _score_codebleu(resp, task)
-
-    sandbox_info = None
-    visible = None
-    if execution or unanswered:
+    plan = _triage(responses, tasks, want_visible)
+    sandbox_info, visible = None, None
+    if plan.execution or plan.unanswered:
         workers = cfg.get("workers") or threads or os.cpu_count() or 1
         own = sandbox is None
         sandbox = sandbox or Sandbox(
@@ -316,41 +322,12 @@ def score_responses(
             sandbox.start()
             sandbox_info = sandbox.describe()
             visible = VisibleChecks(sandbox) if want_visible else None
-            for i in unanswered:
-                task = tasks[responses[i]["task_id"]]
-                rows[i].update(
-                    _visible_columns(run_checks(None, visible.get(task), task["tests"], sandbox))
-                )
-            with ThreadPoolExecutor(max_workers=sandbox.n_workers) as pool:
-                jobs = [
-                    (
-                        i,
-                        pool.submit(
-                            _score_execution,
-                            responses[i],
-                            tasks[responses[i]["task_id"]],
-                            sandbox,
-                            visible,
-                        ),
-                    )
-                    for i in execution
-                ]
-                for i, job in tqdm(jobs, desc="score", unit="answer", disable=None):
-                    rows[i] = job.result()
+            _run_programs(plan, responses, tasks, sandbox, visible)
         finally:
             if own:
                 sandbox.close()
-
-    penalties = {}
-    if classification:
-        by_model: dict[str, list[int]] = {}
-        for i in classification:
-            by_model.setdefault(responses[i]["model"], []).append(i)
-        for model, indices in by_model.items():
-            pairs = [(responses[i], tasks[responses[i]["task_id"]]) for i in indices]
-            scored, penalties[model] = _score_classification(pairs, mode)
-            for i, row in zip(indices, scored, strict=True):
-                rows[i] = row
+    penalties = _score_classifications(plan, responses, tasks, mode)
+    rows = plan.rows
 
     write_scores(rows, out_csv)
     missing = len(set(tasks) - {r["task_id"] for r in responses})
@@ -365,9 +342,9 @@ def score_responses(
         "mean_score": _mean([r["score"] for r in rows]),
         "limits": limits.to_dict(),
         "sandbox": sandbox_info,
-        "sven_penalty": {"mode": mode, "penalty": penalties} if classification else None,
+        "sven_penalty": {"mode": mode, "penalty": penalties} if plan.classification else None,
         "codebleu_version": _version("codebleu"),
-        "programs_scored": len(execution),
+        "programs_scored": len(plan.execution),
         **(_visible_summary(rows, visible) if want_visible else {}),
         "wall_s": round(time.monotonic() - started, 3),
     }
@@ -378,14 +355,117 @@ def score_responses(
     return summary
 
 
+def _read_inputs(tasks_path, responses_path) -> tuple[dict[str, dict], list[dict]]:
+    tasks = read_tasks(tasks_path)
+    if not tasks:
+        raise InputError("no tasks in the file (empty)", path=tasks_path)
+    responses = read_responses(responses_path, tasks)
+    if not responses:
+        # A header-only scores CSV would pass for a scored model with no answers.
+        raise InputError("no responses in the file (empty)", path=responses_path)
+    return tasks, responses
+
+
+@dataclass
+class _Triage:
+    """Each response's row where it is settled without a program run, and the indices of
+    those that still need work, by kind of work."""
+
+    rows: list[dict | None]
+    execution: list[int] = field(default_factory=list)  # programs to run against tests
+    unanswered: list[int] = field(default_factory=list)  # no program; visible check: "error"
+    classification: list[int] = field(default_factory=list)  # scored per model, as a file
+
+
+def _triage(responses: list[dict], tasks: dict[str, dict], want_visible: bool) -> _Triage:
+    plan = _Triage(rows=[None] * len(responses))
+    for i, resp in enumerate(responses):
+        task = tasks[resp["task_id"]]
+        if task["kind"] == "classify":
+            plan.classification.append(i)
+            continue
+        settled = _precheck(resp, task)
+        if settled is not None:
+            plan.rows[i] = settled
+            if (
+                want_visible
+                and task["kind"] in VISIBLE_KINDS
+                and settled["status"] != "not_scorable"
+            ):
+                plan.unanswered.append(i)  # no program: "error" if the prompt shows examples
+        elif task["kind"] in EXECUTION_KINDS:
+            plan.execution.append(i)
+        else:
+            plan.rows[i] = _score_codebleu(resp, task)
+    return plan
+
+
+def _run_programs(
+    plan: _Triage,
+    responses: list[dict],
+    tasks: dict[str, dict],
+    sandbox: Sandbox,
+    visible: VisibleChecks | None,
+) -> None:
+    """Fill the rows of the answers that need the (started) sandbox."""
+    for i in plan.unanswered:
+        task, row = tasks[responses[i]["task_id"]], plan.rows[i]
+        row.update(_visible_columns(run_checks(None, visible.get(task), task["tests"], sandbox)))
+        settled = Verdict(row["score"], row["status"], row["detail"])
+        row.update(_unseen_columns(None, task, settled, visible, sandbox))
+    with ThreadPoolExecutor(max_workers=sandbox.n_workers) as pool:
+        jobs = [
+            (
+                i,
+                pool.submit(
+                    _score_execution,
+                    responses[i],
+                    tasks[responses[i]["task_id"]],
+                    sandbox,
+                    visible,
+                ),
+            )
+            for i in plan.execution
+        ]
+        for i, job in tqdm(jobs, desc="score", unit="answer", disable=None):
+            plan.rows[i] = job.result()
+
+
+def _score_classifications(
+    plan: _Triage, responses: list[dict], tasks: dict[str, dict], mode: str
+) -> dict[str, float]:
+    """Fill the classification rows, one model's answers at a time (the bias penalty is a
+    property of a model's whole file); returns each model's penalty."""
+    penalties = {}
+    by_model: dict[str, list[int]] = {}
+    for i in plan.classification:
+        by_model.setdefault(responses[i]["model"], []).append(i)
+    for model, indices in by_model.items():
+        pairs = [(responses[i], tasks[responses[i]["task_id"]]) for i in indices]
+        scored, penalties[model] = _score_classification(pairs, mode)
+        for i, row in zip(indices, scored, strict=True):
+            plan.rows[i] = row
+    return penalties
+
+
 def _visible_summary(rows: list[dict], visible: VisibleChecks | None) -> dict:
     counts = Counter(r["visible_status"] for r in rows if r.get("visible_status"))
     flagged = visible.flagged if visible is not None else {}
+    reduced = visible.reduced if visible is not None else {}
     return {
         "visible": {
             "status_counts": dict(sorted(counts.items())),
             "examples_flagged_by_reference": dict(sorted(flagged.items())),
-        }
+        },
+        "unseen": {
+            "status_counts": dict(
+                sorted(Counter(r["unseen_status"] for r in rows if r.get("unseen_status")).items())
+            ),
+            "tasks_with_visible_tests_removed": sum(u.removed > 0 for u in reduced.values()),
+            "hidden_tests_removed": sum(u.removed for u in reduced.values()),
+            "tasks_all_visible": sorted(t for t, u in reduced.items() if u.status == ALL_VISIBLE),
+            "tasks_unsupported": sorted(t for t, u in reduced.items() if u.status == UNSUPPORTED),
+        },
     }
 
 

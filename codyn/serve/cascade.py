@@ -1,7 +1,7 @@
 """The verified cascade in ``codyn serve``: request model ``codyn-cascade``.
 
 The policy is :class:`codyn.routers.cascade.Cascade` (config ``serve.cascade``: ``stages``,
-``accept_share``, ``no_examples``); this module runs it on live requests.
+``accept_share``, ``no_examples``); this module runs it on live requests (:class:`CascadeRunner`).
 
 Per request, the last user message is read as a task (:func:`task_view`): its visible
 examples come from :func:`codyn.examples.visible_examples` (doctests, ``f(x) == y`` lines,
@@ -37,7 +37,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import concurrent.futures
-import json
 import re
 import time
 from collections import Counter
@@ -46,17 +45,18 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram
 
-from codyn.config import load_schema
+from codyn.config import load_schema, section_defaults
 from codyn.errors import ConfigError, InputError
 from codyn.examples import parse_examples, visible_examples
-from codyn.route_cli import AUTO_MODEL
+from codyn.policy import AUTO_MODEL
 from codyn.routers.cascade import ROUTER_STAGE, Cascade
 from codyn.scoring.extract import extract_code
 from codyn.scoring.sandbox import Limits, Sandbox
 from codyn.scoring.visible import VisibleVerdict, run_checks
+from codyn.serve.models import Usage, completion_body
+from codyn.serve.streaming import Chunks, replay
 
 CASCADE_MODEL = "codyn-cascade"
-STREAM_PIECE_CHARS = 64  # size of the SSE content chunks of a buffered answer
 MAX_NAME_GUESSES = 5  # called names tried as entry point when the prompt defines none
 
 _DEF = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+([A-Za-z_]\w*)[ \t]*\(", re.M)
@@ -77,7 +77,7 @@ def cascade_settings(spec: dict, models: list[str]) -> dict:
         raise ConfigError(
             f"serve.cascade.{sorted(unknown)[0]}", "unknown key", allowed=sorted(props)
         )
-    out = {k: p.get("default") for k, p in props.items()}
+    out = {k: None for k in props} | section_defaults("serve.cascade")
     out.update(spec)
     stages = out.get("stages")
     if not isinstance(stages, list) or not stages:
@@ -170,6 +170,27 @@ def _sum(values: list) -> int | float | None:
     return sum(values)
 
 
+def _reason(name: str, verdict: VisibleVerdict, accepted: bool, is_last: bool) -> str:
+    if accepted:
+        if name == "no_examples":
+            return "no examples: accepted"
+        return f"passed {verdict.n_passed}/{verdict.n_total} examples"
+    if is_last:
+        return "last stage: returned whatever its verdict"
+    if name == "no_examples":
+        return "no examples: escalated"
+    return f"{name} on the examples: escalated"
+
+
+def _cascade_header(stages: list[dict]) -> str:
+    """``small:fail(0/2),large:pass(2/2)``"""
+    return ",".join(
+        f"{s['model'] or s['spec']}:{s['verdict']}"
+        + (f"({s['passed']}/{s['total']})" if s.get("total") else "")
+        for s in stages
+    )
+
+
 class CascadeRunner:
     """The cascade of one server: policy, warm sandbox, and the per-request loop."""
 
@@ -213,7 +234,7 @@ class CascadeRunner:
             "sandbox": self.sandbox.describe() if self.sandbox.isolation else None,
         }
 
-    async def _stage_models(self, req: dict, rec: dict) -> list[tuple[str, str | None, str]]:
+    async def _stage_models(self, req, rec) -> list[tuple[str, str | None, str]]:
         """(stage spec, model or None, why None) per stage; the router is asked once."""
         out = []
         for spec in self.policy.stages:
@@ -221,24 +242,12 @@ class CascadeRunner:
                 out.append((spec, spec, ""))
                 continue
             try:
-                order = await self.service.plan({**req, "model": AUTO_MODEL}, rec)
+                order = await self.service.planner.plan(AUTO_MODEL, req.prompt, rec)
             except Exception as exc:  # noqa: BLE001 - a router failure skips its stage only
                 out.append((spec, None, f"router failed: {getattr(exc, 'message', exc)}"[:200]))
                 continue
             out.append((spec, self.service.models[order[0]], ""))
         return out
-
-    async def _ask(self, req: dict, rec: dict, model: str):
-        service = self.service
-        params = service.params_for(model, req["params"])
-        started = time.perf_counter()
-        completion = await asyncio.wait_for(
-            service.in_thread(service.backends[model].complete, req["messages"], params),
-            service.settings["upstream_timeout_s"],
-        )
-        if not isinstance(completion.text, str):
-            raise RuntimeError("backend returned no text")
-        return completion, time.perf_counter() - started
 
     async def _verify(self, task: dict, text: str) -> tuple[VisibleVerdict, float]:
         started = time.perf_counter()
@@ -251,12 +260,45 @@ class CascadeRunner:
         )
         return verdict, time.perf_counter() - started
 
-    async def run(self, req: dict, rec: dict, t0: float):
-        service, metrics = self.service, self.service.metrics
-        task = task_view(req["prompt"])
-        rec["cascade"], rec["sandbox_s"] = [], 0.0
-        rec["cascade_examples"] = len(task["checks"])
-        stages = rec["cascade"]
+    async def _stage(self, req, rec, task: dict, stage: dict, is_last: bool):
+        """Ask one stage's model and run its answer on the examples; fills ``stage`` and
+        returns the completion (None when the upstream failed)."""
+        model, upstream = stage["model"], self.service.upstream
+        try:
+            completion, upstream_s = await upstream.ask(model, req)
+        except Exception as exc:  # noqa: BLE001 - any upstream failure escalates
+            upstream.failed(rec, model, exc)
+            stage.update(verdict="upstream_error", reason=rec.attempts[-1]["error"])
+            return None
+        verdict, sandbox_s = await self._verify(task, completion.text)
+        rec.sandbox_s += sandbox_s
+        self.service.metrics.upstream.labels(model).observe(upstream_s)
+        self.service.metrics.answered(model, completion)
+        accepted = accepts(self.policy, verdict)
+        name = _verdict_name(verdict)
+        self.stage_count.labels(model, name, str(accepted).lower()).inc()
+        if task["checks"]:
+            self.sandbox_seconds.observe(sandbox_s)
+        stage.update(
+            verdict=name,
+            accepted=accepted,
+            passed=verdict.n_passed,
+            total=verdict.n_total,
+            sandbox_ms=round(sandbox_s * 1000, 3),
+            upstream_ms=round(upstream_s * 1000, 3),
+            input_tokens=getattr(completion, "input_tokens", None),
+            output_tokens=getattr(completion, "output_tokens", None),
+            cost_usd=getattr(completion, "cost_usd", None),
+            reason=_reason(name, verdict, accepted, is_last),
+            detail=verdict.detail[:200],
+        )
+        return completion
+
+    async def run(self, req, rec, t0: float):
+        """Stage by stage until an answer is accepted (module doc); the response."""
+        task = task_view(req.prompt)
+        rec.cascade, rec.sandbox_s, rec.cascade_examples = [], 0.0, len(task["checks"])
+        stages = rec.cascade
         answers: dict[str, tuple] = {}  # model -> (completion, stage index)
         chosen = None
         last = len(self.policy.stages) - 1
@@ -271,131 +313,50 @@ class CascadeRunner:
                 if j == last and model in answers:
                     chosen = answers[model][1]
                 continue
-            try:
-                completion, upstream_s = await self._ask(req, rec, model)
-            except Exception as exc:  # noqa: BLE001 - any upstream failure escalates
-                service.attempt_failed(rec, model, exc)
-                stage.update(verdict="upstream_error", reason=rec["attempts"][-1]["error"])
+            completion = await self._stage(req, rec, task, stage, j == last)
+            if completion is None:
                 continue
-            verdict, sandbox_s = await self._verify(task, completion.text)
             answers[model] = (completion, j)
-            rec["sandbox_s"] += sandbox_s
-            metrics.upstream.labels(model).observe(upstream_s)
-            for direction in ("input", "output"):
-                n = getattr(completion, f"{direction}_tokens", None)
-                if isinstance(n, int):
-                    metrics.tokens.labels(model, direction).inc(n)
-            cost = getattr(completion, "cost_usd", None)
-            if isinstance(cost, int | float):
-                metrics.cost.labels(model).inc(cost)
-            accepted = accepts(self.policy, verdict)
-            name = _verdict_name(verdict)
-            self.stage_count.labels(model, name, str(accepted).lower()).inc()
-            if task["checks"]:
-                self.sandbox_seconds.observe(sandbox_s)
-            if accepted:
-                reason = (
-                    "no examples: accepted"
-                    if name == "no_examples"
-                    else f"passed {verdict.n_passed}/{verdict.n_total} examples"
-                )
-            elif j == last:
-                reason = "last stage: returned whatever its verdict"
-            elif name == "no_examples":
-                reason = "no examples: escalated"
-            else:
-                reason = f"{name} on the examples: escalated"
-            stage.update(
-                verdict=name,
-                accepted=accepted,
-                passed=verdict.n_passed,
-                total=verdict.n_total,
-                sandbox_ms=round(sandbox_s * 1000, 3),
-                upstream_ms=round(upstream_s * 1000, 3),
-                input_tokens=getattr(completion, "input_tokens", None),
-                output_tokens=getattr(completion, "output_tokens", None),
-                cost_usd=cost,
-                reason=reason,
-                detail=verdict.detail[:200],
-            )
-            if accepted or j == last:
+            if stage["accepted"] or j == last:
                 chosen = j
                 break
         if chosen is None and answers:  # the last stage(s) failed upstream: the latest answer
             chosen = max(j for _, j in answers.values())
             stages[chosen]["reason"] += "; later stages failed, so returned"
         if chosen is None:
-            raise service.all_failed(rec)
+            raise self.service.upstream.all_failed(rec)
         model = stages[chosen]["model"]
-        completion = answers[model][0]
-        return self._respond(req, rec, t0, model, completion, stages)
+        return self._respond(req, rec, t0, model, answers[model][0])
 
-    def _respond(self, req, rec, t0, model, completion, stages) -> object:
-        # serve.py imports this module at its top; its response helpers are imported here.
-        from codyn.serve import completion_body, usage_of
-
-        service = self.service
+    def _respond(self, req, rec, t0: float, model: str, completion):
+        service, stages = self.service, rec.cascade
         called = [s for s in stages if "upstream_ms" in s]
         service.served(rec, model, None, None)
-        rec.update(
-            input_tokens=_sum([s["input_tokens"] for s in called]),
-            output_tokens=_sum([s["output_tokens"] for s in called]),
-            cost_usd=_sum([s["cost_usd"] for s in called]),
-            upstream_s=sum(s["upstream_ms"] for s in called) / 1000,
-            model_id=getattr(completion, "model_id", None) or rec["model_id"],
-            finish_reason=getattr(completion, "finish_reason", None) or "stop",
-            relative_cost=sum(float(service.model_cfg[s["model"]]["cost"]) for s in called),
-        )
+        rec.input_tokens = _sum([s["input_tokens"] for s in called])
+        rec.output_tokens = _sum([s["output_tokens"] for s in called])
+        rec.cost_usd = _sum([s["cost_usd"] for s in called])
+        rec.upstream_s = sum(s["upstream_ms"] for s in called) / 1000
+        rec.model_id = getattr(completion, "model_id", None) or rec.model_id
+        rec.finish_reason = getattr(completion, "finish_reason", None) or "stop"
+        rec.relative_cost = sum(float(service.model_cfg[s["model"]]["cost"]) for s in called)
         text = completion.text
-        if service.settings.get("log_text"):
-            rec["text"] = text
+        if rec.log_text:
+            rec.text = text
         service.finish(rec, 200, t0)
-        usage = usage_of(rec)
+        usage = Usage.of(rec.input_tokens, rec.output_tokens)
         info = {
             **service.codyn_info(rec),
             "cascade": stages,
-            "examples": rec["cascade_examples"],
-            "sandbox_ms": round(rec["sandbox_s"] * 1000, 3),
+            "examples": rec.cascade_examples,
+            "sandbox_ms": round(rec.sandbox_s * 1000, 3),
         }
         headers = service.headers(rec)
-        headers["x-codyn-cascade"] = ",".join(
-            f"{s['model'] or s['spec']}:{s['verdict']}"
-            + (f"({s['passed']}/{s['total']})" if s.get("total") else "")
-            for s in stages
-        )
-        headers["x-codyn-sandbox-ms"] = f"{rec['sandbox_s'] * 1000:.3f}"
-        finish = rec["finish_reason"]
-        if not req["stream"]:
-            body = completion_body(rec["request_id"], model, text, finish, usage, info)
+        headers["x-codyn-cascade"] = _cascade_header(stages)
+        headers["x-codyn-sandbox-ms"] = f"{rec.sandbox_s * 1000:.3f}"
+        finish = rec.finish_reason
+        if not req.stream:
+            body = completion_body(rec.request_id, model, text, finish, usage, info)
             return JSONResponse(body, headers=headers)
         headers["cache-control"] = "no-cache"
-        return StreamingResponse(
-            _sse(rec["request_id"], model, text, finish, usage, req["include_usage"], info),
-            media_type="text/event-stream",
-            headers=headers,
-        )
-
-
-def _sse(request_id, model, text, finish, usage, include_usage, info):
-    """The accepted answer as chat.completion.chunk events (the last chunk carries ``codyn``)."""
-    created = int(time.time())
-
-    def event(delta, finish_reason=None, **extra) -> str:
-        choices = [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
-        chunk = {
-            "id": request_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": choices if delta is not None else [],
-            **extra,
-        }
-        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
-
-    yield event({"role": "assistant", "content": ""})
-    for start in range(0, len(text), STREAM_PIECE_CHARS):
-        yield event({"content": text[start : start + STREAM_PIECE_CHARS]})
-    yield event({}, finish, codyn=info)
-    if include_usage:
-        yield event(None, usage=usage)
-    yield "data: [DONE]\n\n"
+        events = replay(Chunks(rec.request_id, model), text, finish, usage, req.include_usage, info)
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)

@@ -1,0 +1,7 @@
+"""``python -m codyn.serve``: the same as ``codyn serve``."""
+
+import sys
+
+from codyn.serve.cli import main
+
+sys.exit(main())
