@@ -14,12 +14,12 @@ import sys
 
 import numpy as np
 import pytest
+from encoder_routers import humaneval_prompts, pick_agreement, probe_cls_router, proxy_data
 
 from codyn.errors import InputError
 from codyn.routers import load_router, make_router
 from codyn.routers.embeddings import Embedder
 from codyn.routers.static_embeddings import StaticEmbeddings
-from tests.encoder_routers import humaneval_prompts, pick_agreement, probe_cls_router, proxy_data
 
 pytestmark = pytest.mark.slow
 
@@ -182,3 +182,11 @@ def test_codyn_route_on_a_fast_router(cache, data, prompts, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert expected[0] in done.stdout
+
+
+def test_quantize_refuses_an_onnx_router(cache, data):
+    from codyn.errors import ConfigError
+
+    router = probe_cls_router(data, encoder_runtime="onnx")
+    with pytest.raises(ConfigError, match="serve.quantize_router.*onnx-int8"):
+        router.quantize()

@@ -50,7 +50,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from codyn.errors import InputError
+from codyn.errors import ConfigError, InputError
 from codyn.ranking import ranking_score
 from codyn.routers.base import ProgressLog, Router, resolve_device
 from codyn.routers.header import HeaderFeatures
@@ -417,6 +417,14 @@ class ClsRouter(Router):
 
     def quantize(self) -> list[str]:
         """int8 dynamic quantization of the encoder and the header head, for CPU serving."""
+        runtime = self.params.get("encoder_runtime", "torch")
+        if runtime != "torch":
+            # The torch modules no longer predict; int8 for ONNX is chosen at training.
+            raise ConfigError(
+                "serve.quantize_router",
+                f"this router predicts through ONNX Runtime (encoder_runtime: {runtime}); "
+                "train it with encoder_runtime: onnx-int8 to quantise it",
+            )
         return quantize_int8(self, ("model", "header_head"))
 
     def _state(self) -> dict:
