@@ -118,6 +118,18 @@ ROUTERS = {
             "header": ["auto", False],
         },
     },
+    # the fast tier (codyn.routers.static_embeddings): the same linear router on features
+    # that cost microseconds -- MiniLM's distilled static token embeddings, and hashed
+    # character/word n-grams. Grid: C and candidates (header stays auto, which `linear`
+    # chooses on every replay seed), half of linear's, to keep the run short.
+    "linear-static": {
+        "base": {"type": "linear", "encoder": "static-minilm"},
+        "grid": {"C": [1.0, 0.3, 3.0], "candidates": ["all", "sbs-pair"]},
+    },
+    "linear-hashed": {
+        "base": {"type": "linear", "encoder": "hashed"},
+        "grid": {"C": [1.0, 0.3, 3.0], "candidates": ["all", "sbs-pair"]},
+    },
     "knn": {"base": {"type": "knn", "weights": "distance"}, "grid": {"k": [15, 5, 45]}},
     # sklearn's MLP is the slowest fit here (~12 s per fold on MBPP's 11 outputs): K = 3
     "mlp": {"base": {"type": "mlp", "hidden": 128}, "grid": {}, "folds": 3},

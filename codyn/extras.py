@@ -22,6 +22,8 @@ EXTRA_OF_MODULE = {
     "torch": "serve",
     "transformers": "serve",
     "tokenizers": "serve",
+    "onnxruntime": "serve",
+    "onnx": "serve",
     "peft": "train",
     "trl": "train",
     "accelerate": "train",

@@ -35,6 +35,10 @@ Three options change the paper's recipe where it fails on a few hundred real pro
   read a ``key: value | ...`` first prompt line as metadata features
   (codyn.routers.header), scaled by ``header_weight``, through a second linear head
   whose logits add to the text head's. Its features and weights are kept in router.json.
+
+``encoder_runtime`` (torch | onnx | onnx-int8): predict with PyTorch, or through an ONNX
+export of the encoder and text head (codyn.routers.onnx_encoder) written at save time
+as ``model/encoder.onnx`` (``model/encoder-int8.onnx``); the header head stays numpy.
 """
 
 from __future__ import annotations
@@ -46,12 +50,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from codyn.errors import InputError
+from codyn.errors import ConfigError, InputError
 from codyn.ranking import ranking_score
 from codyn.routers.base import ProgressLog, Router, resolve_device
 from codyn.routers.header import HeaderFeatures
 from codyn.routers.linear import expected_scores, fit_expected_score
 from codyn.routers.lm import quantize_int8, resolve_base_model, seed_everything
+from codyn.routers.onnx_encoder import OnnxEncoder, check_runtime, onnx_file_name
 from codyn.routing_data import RoutingData
 
 log = logging.getLogger(__name__)
@@ -98,12 +103,14 @@ class ClsRouter(Router):
     header_head = None  # torch Linear(n header features -> n models), no bias
     model = None
     tokenizer = None
+    onnx = None  # OnnxEncoder of the text logits when encoder_runtime is not torch
 
     def _check_data(self, data: RoutingData, where: str) -> None:
         for key in ("epochs", "batch_size", "max_length"):
             if int(self.params[key]) < 1:
                 raise InputError(f"{key} must be >= 1", path=where, field=key)
         self.params["header"] = str(self.params["header"]).lower()
+        check_runtime(self.params.get("encoder_runtime", "torch"), where)
         for key, allowed in self.CHOICES.items():
             if self.params[key] not in allowed:
                 raise InputError(
@@ -161,14 +168,17 @@ class ClsRouter(Router):
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return torch.nn.functional.normalize(pooled.float(), dim=-1)
 
-    def _logits(self, enc: dict, prompts: list[str]):
+    def _text_logits(self, enc: dict):
+        """The encoder and text head: what encoder_runtime onnx exports."""
         if self.pooling != "mean":
             return self.model(**enc).logits.float()
-        pooled = self._pool(enc)
         head = self._head()
-        logits = head(pooled.to(head.weight.dtype)).float()
+        return head(self._pool(enc).to(head.weight.dtype)).float()
+
+    def _logits(self, enc: dict, prompts: list[str]):
+        logits = self._text_logits(enc)
         if self.header_head is not None:
-            logits = logits + self.header_head(self._header_x(prompts, pooled.device.type))
+            logits = logits + self.header_head(self._header_x(prompts, logits.device.type))
         return logits
 
     def _setup_header(self, data: RoutingData, device: str) -> None:
@@ -375,7 +385,7 @@ class ClsRouter(Router):
             **probe,
         }
 
-    def _predict(self, prompts: list[str]) -> np.ndarray:
+    def _torch_logits(self, prompts: list[str]) -> np.ndarray:
         import torch
 
         device = next(self.model.parameters()).device.type
@@ -386,7 +396,20 @@ class ClsRouter(Router):
                 part = prompts[i : i + size]
                 with self._autocast(device):
                     out.append(self._logits(self._encode(part, device), part).cpu())
-        logits = np.vstack([o.numpy() for o in out]).astype(float)
+        return np.vstack([o.numpy() for o in out]).astype(float)
+
+    def _onnx_logits(self, prompts: list[str]) -> np.ndarray:
+        logits = self.onnx(prompts, int(self.params["predict_batch_size"])).astype(float)
+        if self.header_head is not None:
+            weight = self.header_head.weight.detach().cpu().numpy().astype(float)
+            logits = logits + self._header_x(prompts, "cpu").numpy().astype(float) @ weight.T
+        return logits
+
+    def _predict(self, prompts: list[str]) -> np.ndarray:
+        if self.onnx is not None:
+            logits = self._onnx_logits(prompts)
+        else:
+            logits = self._torch_logits(prompts)
         if self.params["objective"] == "bce":
             expected = 1.0 / (1.0 + np.exp(-logits))
             return ranking_score(expected, self.costs, lambda2=self.lambda2)
@@ -394,6 +417,14 @@ class ClsRouter(Router):
 
     def quantize(self) -> list[str]:
         """int8 dynamic quantization of the encoder and the header head, for CPU serving."""
+        runtime = self.params.get("encoder_runtime", "torch")
+        if runtime != "torch":
+            # The torch modules no longer predict; int8 for ONNX is chosen at training.
+            raise ConfigError(
+                "serve.quantize_router",
+                f"this router predicts through ONNX Runtime (encoder_runtime: {runtime}); "
+                "train it with encoder_runtime: onnx-int8 to quantise it",
+            )
         return quantize_int8(self, ("model", "header_head"))
 
     def _state(self) -> dict:
@@ -408,6 +439,21 @@ class ClsRouter(Router):
     def _save_weights(self, directory: Path) -> None:
         self.model.save_pretrained(directory / MODEL_DIR)
         self.tokenizer.save_pretrained(directory / MODEL_DIR)
+        runtime = check_runtime(self.params.get("encoder_runtime", "torch"))
+        if runtime != "torch":
+            from codyn.routers.onnx_encoder import export
+
+            device = next(self.model.parameters()).device
+            self.model.to("cpu").eval()
+            path = export(
+                self._text_logits,
+                self.model,
+                self.tokenizer,
+                directory / MODEL_DIR / onnx_file_name(runtime),
+                runtime,
+            )
+            self.model.to(device)
+            self.onnx = OnnxEncoder(path, self.tokenizer, int(self.params["max_length"]))
 
     def _load_weights(self, directory: Path) -> None:
         folder = directory / MODEL_DIR
@@ -425,6 +471,12 @@ class ClsRouter(Router):
         self.model.to(device)
         self.pooling = self._resolve_pooling()
         self.model.eval()
+        runtime = check_runtime(self.params.get("encoder_runtime", "torch"), directory)
+        self.onnx = None
+        if runtime != "torch":
+            path = folder / onnx_file_name(runtime)
+            threads = self.params.get("threads")
+            self.onnx = OnnxEncoder(path, self.tokenizer, int(self.params["max_length"]), threads)
         saved = getattr(self, "_saved_header", None)
         self.header, self.header_head = None, None
         if saved:

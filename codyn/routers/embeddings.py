@@ -9,6 +9,15 @@ Embeddings are cached per (encoder, text) under ``$CODYN_CACHE/embeddings`` (def
 settings that embed the same prompts pay once, and concurrent jobs never clash
 (writes are atomic). ``CODYN_EMBED_CACHE=0`` turns the disk cache off (e.g. for a
 serving process or a latency benchmark).
+
+``encoder_runtime`` (torch | onnx | onnx-int8): run a transformer encoder with PyTorch
+(sentence-transformers) or through an ONNX export of the same forward pass
+(codyn.routers.onnx_encoder), exported once into ``$CODYN_CACHE/onnx``.
+
+The fast tier (codyn.routers.static_embeddings): ``encoder: static-minilm`` (static token
+embeddings distilled from MiniLM, ``static_dims`` wide; the table is copied into the
+router's folder as ``encoder/``) and ``encoder: hashed`` (hashed n-grams,
+``2 * 2**hash_bits`` wide). They cost microseconds, so they bypass the disk cache.
 """
 
 from __future__ import annotations
@@ -22,6 +31,14 @@ import numpy as np
 
 from codyn.errors import InputError
 from codyn.io import atomic_path, sha256_text
+from codyn.routers.onnx_encoder import OnnxEncoder, check_runtime, onnx_file_name
+from codyn.routers.static_embeddings import (
+    HASHED,
+    STATIC,
+    HashedNgrams,
+    StaticEmbeddings,
+    cached_static,
+)
 
 MINILM = "minilm"
 log = logging.getLogger(__name__)
@@ -51,6 +68,44 @@ def _load_encoder(resolved: str, device: str):
         raise InputError(f"cannot load sentence encoder: {exc}", field="encoder") from None
 
 
+def _mean_pool_forward(model):
+    """sentence-transformers' forward for a mean-pooling, normalising encoder (MiniLM)."""
+    import torch
+
+    auto = model[0].auto_model
+
+    def forward(enc: dict):
+        hidden = auto(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    return forward
+
+
+@functools.lru_cache(maxsize=4)
+def _load_onnx(resolved: str, key: str, runtime: str, max_length: int | None) -> OnnxEncoder:
+    from codyn.routers.onnx_encoder import export
+
+    path = (
+        Path(os.environ.get("CODYN_CACHE", "cache")) / "onnx" / f"{key}-{onnx_file_name(runtime)}"
+    )
+    model = _load_encoder(resolved, "cpu")
+    names = [type(m).__name__ for m in model]
+    if (
+        names[:2] != ["Transformer", "Pooling"]
+        or model[1].get_config_dict().get("pooling_mode") != "mean"
+    ):
+        raise InputError(
+            f"encoder_runtime {runtime} supports mean-pooling sentence encoders; "
+            f"{resolved} is {' + '.join(names)}",
+            field="encoder_runtime",
+        )
+    if not path.is_file():
+        export(_mean_pool_forward(model), model, model.tokenizer, path, runtime)
+    return OnnxEncoder(path, model.tokenizer, max_length or model.max_seq_length)
+
+
 def encoder_key(name: str) -> str:
     """Cache namespace: the encoder's weights when local, else its name."""
     resolved = resolve_encoder(name)
@@ -71,8 +126,12 @@ class Embedder:
         batch_size: int = 32,
         device: str = "cpu",
         max_seq_length: int | None = 256,
+        runtime: str = "torch",
+        fast=None,
     ):
         self.encoder = encoder
+        self.runtime = check_runtime(runtime)
+        self.fast = fast  # StaticEmbeddings or HashedNgrams for the fast encoders
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.batch_size = batch_size
         self.device = device
@@ -81,9 +140,12 @@ class Embedder:
         self.misses = 0
 
     def _folder(self) -> Path:
-        return self.cache_dir / f"{encoder_key(self.encoder)}-L{self.max_seq_length}"
+        runtime = "" if self.runtime == "torch" else f"-{self.runtime}"
+        return self.cache_dir / f"{encoder_key(self.encoder)}-L{self.max_seq_length}{runtime}"
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        if self.fast is not None:
+            return self.fast.encode(texts)
         if os.environ.get("CODYN_EMBED_CACHE", "1") == "0":
             return self._compute(texts)
         folder = self._folder()
@@ -116,6 +178,12 @@ class Embedder:
         return np.vstack(out).astype(np.float32)
 
     def _compute(self, texts: list[str]) -> np.ndarray:
+        if self.runtime != "torch":
+            resolved = resolve_encoder(self.encoder)
+            onnx = _load_onnx(
+                resolved, encoder_key(self.encoder), self.runtime, self.max_seq_length
+            )
+            return onnx(texts, self.batch_size)
         model = _load_encoder(resolve_encoder(self.encoder), self.device)
         if self.max_seq_length:
             model.max_seq_length = self.max_seq_length
@@ -131,18 +199,36 @@ class Embedder:
 class EmbeddingRouter:
     """Mixin for routers over prompt embeddings with a scikit-learn estimator.
 
-    Params: ``encoder`` (see module doc), ``embed_batch_size``, ``embed_max_length``.
-    The estimator is saved as ``model.joblib``; the encoder is referenced, not copied.
+    Params: ``encoder`` (see module doc), ``embed_batch_size``, ``embed_max_length``,
+    ``encoder_runtime``, ``static_dims``, ``hash_bits``. The estimator is saved as
+    ``model.joblib``; a transformer encoder is referenced, not copied; a distilled static
+    table is copied (``encoder/``).
     """
 
     WEIGHTS = "model.joblib"
+    STATIC_DIR = "encoder"
     estimator = None
+    _fast = None  # the fast featuriser, built once per router
+
+    def _fast_featuriser(self):
+        encoder = self.params.get("encoder", MINILM)
+        if self._fast is None and encoder == STATIC:
+            self._fast = cached_static(
+                resolve_encoder(MINILM),
+                encoder_key(MINILM),
+                int(self.params.get("static_dims", 256)),
+            )
+        elif self._fast is None and encoder == HASHED:
+            self._fast = HashedNgrams(int(self.params.get("hash_bits", 11)))
+        return self._fast
 
     def _embedder(self) -> Embedder:
         return Embedder(
             encoder=self.params.get("encoder", MINILM),
             batch_size=int(self.params.get("embed_batch_size", 32)),
             max_seq_length=self.params.get("embed_max_length", 256),
+            runtime=self.params.get("encoder_runtime", "torch"),
+            fast=self._fast_featuriser(),
         )
 
     def _embed(self, prompts: list[str]) -> np.ndarray:
@@ -153,6 +239,8 @@ class EmbeddingRouter:
 
         with atomic_path(directory / self.WEIGHTS) as tmp:
             joblib.dump(self.estimator, tmp)
+        if isinstance(self._fast, StaticEmbeddings):
+            self._fast.save(directory / self.STATIC_DIR)
 
     def _load_weights(self, directory: Path) -> None:
         import joblib
@@ -161,3 +249,5 @@ class EmbeddingRouter:
         if not path.is_file():
             raise InputError("weights missing", path=path)
         self.estimator = joblib.load(path)
+        if self.params.get("encoder") == STATIC:
+            self._fast = StaticEmbeddings.load(directory / self.STATIC_DIR)

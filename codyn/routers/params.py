@@ -25,6 +25,9 @@ _THREADS = {"type": ["integer", "null"], "minimum": 1}
 _DEVICE = {"type": "string", "pattern": "^(auto|cpu|mps|cuda(:[0-9]+)?)$"}
 _HEADER = {"oneOf": [{"type": "boolean"}, {"enum": ["auto", "true", "false"]}]}
 _ENCODER = {"type": "string", "minLength": 1}
+# how a transformer encoder runs (codyn.routers.onnx_encoder); not ``runtime``, which is
+# the job's time limit
+_ENCODER_RUNTIME = {"enum": ["torch", "onnx", "onnx-int8"]}
 
 # Keys every router entry may carry: how to run the job, and which models to pick from.
 _COMMON = {
@@ -46,6 +49,10 @@ _EMBEDDING = {
     "encoder": _ENCODER,
     "embed_batch_size": _POS_INT,
     "embed_max_length": _POS_INT,
+    "encoder_runtime": _ENCODER_RUNTIME,
+    # the fast tier (codyn.routers.static_embeddings)
+    "static_dims": _POS_INT,
+    "hash_bits": {"type": "integer", "minimum": 4, "maximum": 24},
 }
 _TRAINING = {
     "base_model": {"type": "string", "minLength": 1},
@@ -92,6 +99,7 @@ PARAMS: dict[str, dict] = {
         "header_weight": _NONNEG,
         "gradient_checkpointing": {"type": "boolean"},
         "optimizer": {"enum": ["adamw", "adamw-8bit"]},
+        "encoder_runtime": _ENCODER_RUNTIME,
     },
     "ar-sft": _AR,
     "ar-grpo": {
