@@ -548,16 +548,8 @@ def _stdio_pairs(text: str, parsed: Parsed, *, sample_only: bool) -> None:
             # The explanation often follows the output after a blank line (AtCoder).
             out = _first_paragraph(_clean_block(body))
             if pending.strip() and out.strip():
-                parsed.checks.append(
-                    Check(
-                        "stdio",
-                        _one_line(f"{pending} -> {out}")[:400],
-                        stdin=pending + "\n",
-                        expected=out,
-                        compare="stdout",
-                        origin="sample-io" if sample_only else "input-output",
-                    )
-                )
+                origin = "sample-io" if sample_only else "input-output"
+                parsed.checks.append(_stdio_check(pending, out, origin))
             else:
                 parsed.skip("empty sample input or output", head)
             pending = None
@@ -784,20 +776,25 @@ def checks_from_sample_io(items, entry_point: str | None = None) -> Parsed:
             out = item["output"]
             if isinstance(out, list):
                 out = "\n".join(str(o) for o in out)
-            stdin = str(item["input"])
-            parsed.checks.append(
-                Check(
-                    "stdio",
-                    _one_line(f"{stdin} -> {out}")[:400],
-                    stdin=stdin if stdin.endswith("\n") else stdin + "\n",
-                    expected=str(out),
-                    compare="stdout",
-                    origin="sample_io",
-                )
-            )
+            shown = str(item["input"])
+            stdin = shown if shown.endswith("\n") else shown + "\n"
+            parsed.checks.append(_stdio_check(shown, str(out), "sample_io", stdin))
         else:
             parsed.skip(f"sample_io[{i}] has no input/output", repr(item))
     return parsed
+
+
+def _stdio_check(shown: str, expected: str, origin: str, stdin: str | None = None) -> Check:
+    """A stdin -> stdout example; ``stdin`` defaults to the input as shown plus the newline
+    a terminal would send."""
+    return Check(
+        "stdio",
+        _one_line(f"{shown} -> {expected}")[:400],
+        stdin=shown + "\n" if stdin is None else stdin,
+        expected=expected,
+        compare="stdout",
+        origin=origin,
+    )
 
 
 _APPS_SAMPLES = "\n\nSample Input/Output:\n\n"
@@ -816,17 +813,7 @@ def _apps_sample_block(question: str) -> tuple[str, Parsed] | None:
             if part.strip():
                 parsed.skip("sample block without Input:/Output:", part)
             continue
-        stdin, out = m.group(1), m.group(2)
-        parsed.checks.append(
-            Check(
-                "stdio",
-                _one_line(f"{stdin} -> {out}")[:400],
-                stdin=stdin + "\n",
-                expected=out,
-                compare="stdout",
-                origin="sample_io",
-            )
-        )
+        parsed.checks.append(_stdio_check(m.group(1), m.group(2), "sample_io"))
     return question[:cut], parsed
 
 
