@@ -21,6 +21,7 @@ Llama's.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import urllib.parse
 from collections import Counter
@@ -131,3 +132,17 @@ class ConverseServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def fake_aws_env(monkeypatch) -> None:
+    """Credentials that sign (the local server checks a signature is there), no real AWS."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "codyn-test",
+        "AWS_SECRET_ACCESS_KEY": "codyn-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)

@@ -22,3 +22,15 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATASETS} (set CODYN_SHARED_DATASETS)")
     return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def humaneval(shared_datasets) -> dict:
+    """The 164 real HumanEval tasks (codyn's adapter) by task id, from ../shared."""
+    import gzip
+    import json
+
+    from codyn.datasets.humaneval import humaneval_task
+
+    with gzip.open(shared_datasets / "humaneval" / "HumanEval.jsonl.gz", "rt") as fh:
+        return {r["task_id"]: humaneval_task(r, "humaneval") for r in map(json.loads, fh)}

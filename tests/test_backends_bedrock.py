@@ -9,12 +9,11 @@ the codes Bedrock returns (ThrottlingException, ValidationException, ...).
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import boto3
 import pytest
-from bedrock_server import ConverseServer
+from bedrock_server import ConverseServer, fake_aws_env
 from botocore.retries import adaptive, standard
 from botocore.stub import Stubber
 
@@ -70,16 +69,7 @@ def stubbed(monkeypatch):
 @pytest.fixture
 def aws_env(monkeypatch):
     """Credentials that sign (the local server checks a signature is there), no real AWS."""
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "codyn-test",
-        "AWS_SECRET_ACCESS_KEY": "codyn-test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    fake_aws_env(monkeypatch)
 
 
 @pytest.fixture

@@ -4,14 +4,12 @@ running them in the sandbox on right and wrong programs, and the opt-in score co
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import math
 
 import pytest
 
 from codyn.datasets.apps import read_problems
-from codyn.datasets.humaneval import humaneval_task
 from codyn.examples import (
     Check,
     checks_from_sample_io,
@@ -31,12 +29,6 @@ from codyn.scoring.visible import run_checks, usable_checks
 def sandbox():
     with Sandbox(Limits(timeout_s=3, cpu_s=3), workers=2) as box:
         yield box
-
-
-@pytest.fixture(scope="module")
-def humaneval(shared_datasets):
-    with gzip.open(shared_datasets / "humaneval" / "HumanEval.jsonl.gz", "rt") as fh:
-        return {r["task_id"]: humaneval_task(r, "humaneval") for r in map(json.loads, fh)}
 
 
 # ---------------------------------------------------------------- real prompts

@@ -314,20 +314,11 @@ def test_paper_dag_finishes_with_bedrock_protocol(tmp_path, shared_datasets):
 
 def test_bedrock_backend_reaches_a_converse_endpoint_url(monkeypatch):
     """The endpoint_url path the full run uses, in-process: boto3 signs, the server answers."""
-    from bedrock_server import ConverseServer
+    from bedrock_server import ConverseServer, fake_aws_env
 
     from codyn.backends import BackendError, make_backend
 
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "codyn-test",
-        "AWS_SECRET_ACCESS_KEY": "codyn-test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    fake_aws_env(monkeypatch)
     model_id = "us.meta.llama3-1-8b-instruct-v1:0"
     with ConverseServer(lambda mid, prompt: f"echo {prompt}", {model_id}) as server:
         cfg = {

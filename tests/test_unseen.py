@@ -4,14 +4,12 @@ through the score stage to the matrix's unseen::<model> column."""
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import math
 
 import pandas as pd
 import pytest
 
-from codyn.datasets.humaneval import humaneval_task
 from codyn.errors import InputError
 from codyn.examples import Check, visible_examples
 from codyn.matrix import UNSEEN_PREFIX, build_matrix, unseen_score
@@ -25,12 +23,6 @@ from codyn.scoring.unseen import ALL_VISIBLE, UNSUPPORTED, unseen_tests
 def sandbox():
     with Sandbox(Limits(timeout_s=5, cpu_s=5), workers=2) as box:
         yield box
-
-
-@pytest.fixture(scope="module")
-def humaneval(shared_datasets):
-    with gzip.open(shared_datasets / "humaneval" / "HumanEval.jsonl.gz", "rt") as fh:
-        return {r["task_id"]: humaneval_task(r, "humaneval") for r in map(json.loads, fh)}
 
 
 @pytest.fixture(scope="module")
